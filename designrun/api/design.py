@@ -1,0 +1,61 @@
+"""User run endpoints (API.md § User run endpoints), session-authenticated."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, g, request
+
+from designrun.api import serializers
+from designrun.api.parsing import parse_body, parse_query
+from designrun.api.schemas import CreateRun, ListEventsQuery, ListRunsQuery
+from designrun.auth.guards import require_user
+from designrun.services import runs
+
+design_api = Blueprint("design_api", __name__, url_prefix="/api/design")
+
+
+@design_api.before_request
+def require_session() -> None:
+    """401 without a valid session; 403 for a cookie write from a foreign Origin."""
+    require_user()
+
+
+@design_api.post("/runs")
+def create_run() -> tuple[dict[str, Any], int]:
+    body = parse_body(CreateRun)
+    origin = request.host_url.rstrip("/")
+    run = runs.create_run(g.account_id, body.prompt, body.config, origin)
+    return {"ok": True, "run": serializers.run(run)}, 201
+
+
+@design_api.get("/runs")
+def list_runs() -> dict[str, Any]:
+    query = parse_query(ListRunsQuery)
+    page, next_cursor = runs.list_runs(g.account_id, query.limit, query.cursor, query.status)
+    return {"ok": True, "runs": [serializers.run(r) for r in page], "nextCursor": next_cursor}
+
+
+@design_api.get("/runs/<uuid:run_id>")
+def get_run(run_id: uuid.UUID) -> dict[str, Any]:
+    return {"ok": True, "run": serializers.run(runs.get_run(g.account_id, run_id))}
+
+
+@design_api.get("/runs/<uuid:run_id>/events")
+def list_events(run_id: uuid.UUID) -> dict[str, Any]:
+    query = parse_query(ListEventsQuery)
+    events, next_cursor = runs.list_events(g.account_id, run_id, query.after, query.limit)
+    return {"ok": True, "events": [serializers.event(e) for e in events], "nextCursor": next_cursor}
+
+
+@design_api.get("/runs/<uuid:run_id>/artifacts")
+def list_artifacts(run_id: uuid.UUID) -> dict[str, Any]:
+    artifacts = runs.list_artifacts(g.account_id, run_id)
+    return {"ok": True, "artifacts": [serializers.artifact(a) for a in artifacts]}
+
+
+@design_api.delete("/runs/<uuid:run_id>")
+def delete_run(run_id: uuid.UUID) -> dict[str, Any]:
+    runs.delete_run(g.account_id, run_id)
+    return {"ok": True}

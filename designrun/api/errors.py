@@ -1,0 +1,89 @@
+"""One JSON error envelope for every response under /api (API.md § Conventions).
+
+Registered on the app, not on blueprints: a blueprint never sees its own routing 404s/405s.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from designrun.errors import ApiError, DatabaseUnavailableError
+from designrun.extensions import db
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+_MESSAGES = {
+    404: "no such endpoint",
+    405: "method not allowed on this endpoint",
+    413: "request body is larger than MAX_UPLOAD_BYTES",
+}
+
+
+def render(error: ApiError) -> Response:
+    body = error.body()
+    if request.path.startswith("/api/auth/"):
+        body.setdefault("message", body["error"])  # Better Auth clients read ``message``
+    response = jsonify(body)
+    response.status_code = error.status
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # the connection may be the very thing that failed
+        log.debug("rollback after error failed", exc_info=True)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def handle_api_error(error: ApiError) -> Response:
+        _rollback()
+        return render(error)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException) -> Response | HTTPException:
+        if not request.path.startswith("/api") and error.code != 413:
+            return error
+        status = error.code or 500
+        message = _MESSAGES.get(status) or (error.description or error.name)
+        api_error = ApiError(message, status=status, code=_CODES.get(status, "http_error"))
+        response = render(api_error)
+        for name, value in error.get_headers():
+            if name.lower() not in {"content-type", "content-length"}:
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeoutError)
+    def handle_database_down(error: Exception) -> Response:
+        _rollback()
+        log.warning("database unavailable: %s", type(error).__name__)
+        return render(DatabaseUnavailableError("the database is unavailable; try again shortly"))
+
+    @app.errorhandler(InternalServerError)
+    def handle_internal_error(error: InternalServerError) -> Response:
+        # Flask logged the original exception already; never echo it to the client.
+        _rollback()
+        return render(ApiError("internal server error", status=500, code="internal_error"))

@@ -1,0 +1,291 @@
+"""GET /api/openapi.json: an OpenAPI 3.1 document generated from api/schemas.py.
+
+The request models here are the ones the views validate with, so the document cannot drift
+from the validation. Only the list of operations (path, method, models, status codes) is
+written down here.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from designrun.api import schemas as s
+
+openapi_api = Blueprint("openapi_api", __name__, url_prefix="/api")
+
+_REF = "#/components/schemas/{model}"
+_ERROR_TEXT = {
+    400: "Invalid request (the message names the field)",
+    401: "Missing or invalid credentials",
+    403: "Forbidden",
+    404: "Not found",
+    409: "The run is finished (runStatus says how)",
+    413: "Body larger than MAX_UPLOAD_BYTES",
+    415: "Body is not JSON",
+    422: "E-mail already registered",
+    429: "Too many failed sign-ins (Retry-After)",
+    503: "Database unavailable",
+}
+_COMMON = (400, 413, 415, 503)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _responses(ok_status: int, ok_schema: dict[str, Any], errors: tuple[int, ...]) -> dict:
+    responses: dict[str, Any] = {str(ok_status): {"description": "Success", **_json(ok_schema)}}
+    for status in sorted(set(errors) | set(_COMMON)):
+        responses[str(status)] = {"description": _ERROR_TEXT[status], **_json(_ref(s.ErrorOut))}
+    return responses
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    return [
+        {"name": name, "in": "query", "required": False, "schema": prop}
+        for name, prop in schema["properties"].items()
+    ]
+
+
+_RUN_ID = {
+    "name": "runId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+_RUNNER: list[dict[str, list[str]]] = [{"runnerBearer": []}]
+_USER: list[dict[str, list[str]]] = [{"sessionBearer": []}, {"sessionCookie": []}]
+
+
+def _operations() -> dict[str, dict[str, Any]]:
+    runner_errors = (401, 404)
+    run_path = "/api/runner/runs/{runId}"
+    user_run = "/api/design/runs/{runId}"
+    multipart = {
+        "type": "object",
+        "required": ["file", "artifactType"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "artifactType": {"type": "string", "minLength": 1, "maxLength": 100},
+            "storageKey": {"type": "string"},
+            "contentType": {"type": "string", "maxLength": 255},
+            "metadata": {"type": "string", "description": "a JSON object, as a string"},
+        },
+    }
+    return {
+        f"{run_path}/status": {
+            "post": {
+                "operationId": "postStatus",
+                "tags": ["runner"],
+                "security": _RUNNER,
+                "parameters": [_RUN_ID],
+                "requestBody": {"required": True, **_json(_ref(s.StatusUpdate))},
+                "responses": _responses(200, _ref(s.StatusOut), (*runner_errors, 409)),
+            }
+        },
+        f"{run_path}/events": {
+            "post": {
+                "operationId": "postEvents",
+                "tags": ["runner"],
+                "security": _RUNNER,
+                "parameters": [_RUN_ID],
+                "requestBody": {
+                    "required": True,
+                    **_json({"oneOf": [_ref(s.EventIn), _ref(s.EventBatch)]}),
+                },
+                "responses": _responses(200, _ref(s.EventStoredOut), runner_errors),
+            }
+        },
+        f"{run_path}/artifacts": {
+            "post": {
+                "operationId": "postArtifact",
+                "tags": ["runner"],
+                "security": _RUNNER,
+                "parameters": [_RUN_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref(s.ArtifactRegistration)},
+                        "multipart/form-data": {"schema": multipart},
+                    },
+                },
+                "responses": _responses(200, _ref(s.ArtifactStoredOut), runner_errors),
+            }
+        },
+        f"{run_path}/token": {
+            "post": {
+                "operationId": "refreshToken",
+                "tags": ["runner"],
+                "security": _RUNNER,
+                "parameters": [_RUN_ID],
+                "responses": _responses(200, _ref(s.TokenOut), runner_errors),
+            }
+        },
+        "/api/auth/sign-up/email": {
+            "post": {
+                "operationId": "signUp",
+                "tags": ["auth"],
+                "security": [],
+                "requestBody": {"required": True, **_json(_ref(s.SignUp))},
+                "responses": _responses(200, _ref(s.AuthOut), (403, 422)),
+            }
+        },
+        "/api/auth/sign-in/email": {
+            "post": {
+                "operationId": "signIn",
+                "tags": ["auth"],
+                "security": [],
+                "requestBody": {"required": True, **_json(_ref(s.SignIn))},
+                "responses": _responses(200, _ref(s.AuthOut), (401, 403, 429)),
+            }
+        },
+        "/api/auth/sign-out": {
+            "post": {
+                "operationId": "signOut",
+                "tags": ["auth"],
+                "security": [],
+                "responses": _responses(200, _ref(s.SignOutOut), (403,)),
+            }
+        },
+        "/api/auth/get-session": {
+            "get": {
+                "operationId": "getSession",
+                "tags": ["auth"],
+                "security": [],
+                "responses": _responses(
+                    200, {"anyOf": [_ref(s.GetSessionOut), {"type": "null"}]}, ()
+                ),
+            }
+        },
+        "/api/design/runs": {
+            "post": {
+                "operationId": "createRun",
+                "tags": ["design"],
+                "security": _USER,
+                "requestBody": {"required": True, **_json(_ref(s.CreateRun))},
+                "responses": _responses(201, _ref(s.RunEnvelope), (401, 403)),
+            },
+            "get": {
+                "operationId": "listRuns",
+                "tags": ["design"],
+                "security": _USER,
+                "parameters": _query_parameters(s.ListRunsQuery),
+                "responses": _responses(200, _ref(s.RunListOut), (401,)),
+            },
+        },
+        user_run: {
+            "get": {
+                "operationId": "getRun",
+                "tags": ["design"],
+                "security": _USER,
+                "parameters": [_RUN_ID],
+                "responses": _responses(200, _ref(s.RunEnvelope), (401, 404)),
+            },
+            "delete": {
+                "operationId": "deleteRun",
+                "tags": ["design"],
+                "security": _USER,
+                "parameters": [_RUN_ID],
+                "responses": _responses(200, _ref(s.OkOut), (401, 403, 404)),
+            },
+        },
+        f"{user_run}/events": {
+            "get": {
+                "operationId": "listEvents",
+                "tags": ["design"],
+                "security": _USER,
+                "parameters": [_RUN_ID, *_query_parameters(s.ListEventsQuery)],
+                "responses": _responses(200, _ref(s.EventListOut), (401, 404)),
+            }
+        },
+        f"{user_run}/artifacts": {
+            "get": {
+                "operationId": "listArtifacts",
+                "tags": ["design"],
+                "security": _USER,
+                "parameters": [_RUN_ID],
+                "responses": _responses(200, _ref(s.ArtifactListOut), (401, 404)),
+            }
+        },
+    }
+
+
+_REQUEST_MODELS = [
+    s.StatusUpdate,
+    s.EventIn,
+    s.EventBatch,
+    s.ArtifactRegistration,
+    s.SignUp,
+    s.SignIn,
+    s.CreateRun,
+]
+_RESPONSE_MODELS = [
+    s.ErrorOut,
+    s.StatusOut,
+    s.EventStoredOut,
+    s.ArtifactStoredOut,
+    s.TokenOut,
+    s.RunEnvelope,
+    s.RunListOut,
+    s.EventListOut,
+    s.ArtifactListOut,
+    s.OkOut,
+    s.AuthOut,
+    s.SignOutOut,
+    s.GetSessionOut,
+]
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (built once per process)."""
+    pairs = [(m, "validation") for m in _REQUEST_MODELS] + [
+        (m, "serialization") for m in _RESPONSE_MODELS
+    ]
+    _, defs = models_json_schema(pairs, ref_template=_REF, by_alias=True)  # type: ignore[arg-type]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "designrun",
+            "version": "1",
+            "description": "The designrun HTTP contract (shared/API.md).",
+        },
+        "paths": _operations(),
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {
+                "runnerBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "run-scoped runner token or RUNNER_AUTH_SECRET",
+                },
+                "sessionBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "session token from sign-in",
+                },
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "better-auth.session_token",
+                },
+            },
+        },
+    }
+
+
+@openapi_api.get("/openapi.json")
+def get_openapi() -> ResponseReturnValue:
+    return jsonify(document())

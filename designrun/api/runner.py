@@ -1,0 +1,155 @@
+"""Runner API (API.md § Runner API): status, events, artifacts, token refresh.
+
+The guard is attached to the blueprint, so a new route cannot forget it: every request carries
+a run-scoped token for the run in its path, or the legacy shared secret.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, BinaryIO, cast
+
+from flask import Blueprint, current_app, g, request
+
+from designrun.api import serializers
+from designrun.api.parsing import check_strings, is_json_request, json_object, parse_body, validate
+from designrun.api.schemas import (
+    ArtifactFields,
+    ArtifactRegistration,
+    EventBatch,
+    EventIn,
+    StatusUpdate,
+)
+from designrun.auth import runner_tokens
+from designrun.auth.sessions import bearer_token
+from designrun.errors import InvalidRequestError, UnauthorizedError, UnsupportedMediaTypeError
+from designrun.services import runs
+
+runner_api = Blueprint("runner_api", __name__, url_prefix="/api/runner")
+
+
+@runner_api.before_request
+def require_runner_token() -> None:
+    """401 unless the bearer is a token for this path's run or the legacy secret."""
+    run_id = (request.view_args or {}).get("run_id")
+    token = bearer_token(request)
+    if not isinstance(run_id, uuid.UUID) or token is None:
+        raise UnauthorizedError()
+    if not runner_tokens.verify(current_app.config["RUNNER_AUTH_SECRET"], token, run_id):
+        raise UnauthorizedError()
+    g.runner_run_id = run_id
+
+
+def ok(**fields: Any) -> dict[str, Any]:
+    return {"ok": True, **fields}
+
+
+@runner_api.post("/runs/<uuid:run_id>/status")
+def post_status(run_id: uuid.UUID) -> dict[str, Any]:
+    """API.md § POST /api/runner/runs/:runId/status."""
+    update = parse_body(StatusUpdate)
+    run = runs.apply_status(run_id, update.status, update.progress, update.error)
+    return ok(runStatus=run.status, progress=run.progress)
+
+
+def _new_event(event: EventIn) -> runs.NewEvent:
+    return runs.NewEvent(
+        event_type=event.event_type,
+        message=event.message,
+        metadata=event.metadata,
+        idempotency_key=event.idempotency_key,
+    )
+
+
+@runner_api.post("/runs/<uuid:run_id>/events")
+def post_events(run_id: uuid.UUID) -> dict[str, Any]:
+    """API.md § POST /api/runner/runs/:runId/events: one event or a batch of 1 to 1000."""
+    body = json_object()
+    if "events" in body:
+        batch = validate(EventBatch, body)
+        ids, status = runs.append_events(run_id, [_new_event(e) for e in batch.events])
+        return ok(runStatus=status, eventIds=[str(i) for i in ids])
+    single = validate(EventIn, body)
+    ids, status = runs.append_events(run_id, [_new_event(single)])
+    return ok(runStatus=status, eventId=str(ids[0]))
+
+
+def _artifact_info(fields: ArtifactFields) -> runs.ArtifactInfo:
+    return runs.ArtifactInfo(
+        artifact_type=fields.artifact_type,
+        content_type=fields.content_type,
+        size_bytes=fields.size_bytes,
+        metadata=fields.metadata,
+        storage_key=fields.storage_key,
+    )
+
+
+def _multipart_fields() -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for name in ("artifactType", "storageKey", "contentType"):
+        value = request.form.get(name)
+        if value is not None:
+            data[name] = value
+    raw_metadata = request.form.get("metadata")
+    if raw_metadata is not None and raw_metadata.strip() != "":
+        try:
+            data["metadata"] = json.loads(raw_metadata, parse_constant=_reject)
+        except ValueError:
+            raise InvalidRequestError("metadata: must be a JSON object (as a string)") from None
+    return data
+
+
+def _reject(name: str) -> Any:
+    raise ValueError(name)
+
+
+@runner_api.post("/runs/<uuid:run_id>/artifacts")
+def post_artifact(run_id: uuid.UUID) -> dict[str, Any]:
+    """API.md § POST /api/runner/runs/:runId/artifacts: JSON registration or multipart upload."""
+    if is_json_request():
+        registration = parse_body(ArtifactRegistration)
+        artifact, status = runs.register_artifact(run_id, _artifact_info(registration))
+    elif request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise InvalidRequestError("file: a 'file' part is required")
+        data = _multipart_fields()
+        check_strings(data, "")
+        fields = validate(ArtifactFields, data)
+        info = _artifact_info(fields)
+        if info.content_type is None:
+            info = runs.ArtifactInfo(
+                artifact_type=info.artifact_type,
+                content_type=upload.mimetype or None,
+                metadata=info.metadata,
+                storage_key=info.storage_key,
+            )
+        artifact, status = runs.upload_artifact(
+            run_id, info, cast(BinaryIO, upload.stream), upload.filename
+        )
+    else:
+        raise UnsupportedMediaTypeError(
+            "expected application/json (registration) or multipart/form-data (upload)"
+        )
+    return ok(
+        runStatus=status,
+        artifactId=str(artifact.id),
+        storageKey=artifact.storage_key,
+        sizeBytes=artifact.size_bytes,
+    )
+
+
+@runner_api.post("/runs/<uuid:run_id>/token")
+def refresh_token(run_id: uuid.UUID) -> dict[str, Any]:
+    """API.md § POST /api/runner/runs/:runId/token: a fresh token, on terminal runs too."""
+    status = runs.run_status(run_id)
+    config = current_app.config
+    token, expires = runner_tokens.mint(
+        config["RUNNER_AUTH_SECRET"], run_id, config["RUNNER_TOKEN_TTL"]
+    )
+    return ok(
+        runStatus=status,
+        runnerToken=token,
+        expiresAt=serializers.timestamp(expires.replace(tzinfo=None)),
+    )

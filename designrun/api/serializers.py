@@ -1,0 +1,83 @@
+"""Model → camelCase JSON (API.md § User run endpoints). Timestamps get their ``Z`` here only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from designrun.models import Artifact, Run, RunEvent, User, UserSession
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """ISO 8601 UTC with milliseconds and a ``Z`` suffix."""
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def run(item: Run) -> dict[str, Any]:
+    return {
+        "id": str(item.id),
+        "accountId": str(item.account_id),
+        "prompt": item.prompt,
+        "config": item.config or {},
+        "status": item.status,
+        "progress": item.progress,
+        "error": item.error,
+        "createdAt": timestamp(item.created_at),
+        "updatedAt": timestamp(item.updated_at),
+        "startedAt": timestamp(item.started_at),
+        "completedAt": timestamp(item.completed_at),
+    }
+
+
+def event(item: RunEvent) -> dict[str, Any]:
+    return {
+        "id": str(item.id),
+        "runId": str(item.run_id),
+        "sequence": item.sequence,
+        "eventType": item.event_type,
+        "message": item.message,
+        "metadata": item.metadata_ or {},
+        "createdAt": timestamp(item.created_at),
+    }
+
+
+def artifact(item: Artifact) -> dict[str, Any]:
+    return {
+        "id": str(item.id),
+        "runId": str(item.run_id),
+        "artifactType": item.artifact_type,
+        "storageKey": item.storage_key,
+        "contentType": item.content_type,
+        "sizeBytes": item.size_bytes,
+        "metadata": item.metadata_ or {},
+        "createdAt": timestamp(item.created_at),
+    }
+
+
+def user(item: User) -> dict[str, Any]:
+    """Better Auth's user shape, plus the account the user belongs to."""
+    return {
+        "id": str(item.id),
+        "email": item.email,
+        "name": item.name,
+        "emailVerified": item.email_verified,
+        "image": None,
+        "accountId": str(item.account_id),
+        "createdAt": timestamp(item.created_at),
+        "updatedAt": timestamp(item.updated_at),
+    }
+
+
+def session(item: UserSession) -> dict[str, Any]:
+    """Better Auth's session shape (the token itself is never stored, so never returned here)."""
+    return {
+        "id": str(item.id),
+        "userId": str(item.user_id),
+        "expiresAt": timestamp(item.expires_at),
+        "createdAt": timestamp(item.created_at),
+        "updatedAt": timestamp(item.updated_at),
+        "ipAddress": item.ip_address,
+        "userAgent": item.user_agent,
+    }

@@ -1,0 +1,1 @@
+"""Authentication: runner tokens, passwords, server-side sessions, blueprint guards."""

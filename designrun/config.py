@@ -1,0 +1,173 @@
+"""Settings from the environment (API.md § Environment).
+
+Every key is exactly the API.md variable name. Unset secrets are generated once into
+``instance/`` (owner-only) and reused, so a restart keeps sessions and runner tokens valid.
+A secret that is set but too short stops the service with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Any
+
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """A setting that stops the service at start-up; ``str()`` is the one line to print."""
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"designrun: {name} must be true or false, not {raw!r}")
+
+
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"designrun: {name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"designrun: {name} must be at least {minimum}")
+    return value
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"designrun: {name} must be a number, not {raw!r}") from None
+    if not 0 <= value < 3600:
+        raise ConfigError(f"designrun: {name} must be between 0 and 3600")
+    return value
+
+
+def _env_str(name: str) -> str | None:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return raw.strip()
+
+
+def persistent_secret(instance_path: str | os.PathLike[str], name: str) -> str:
+    """Return the secret kept in ``instance/<name>``, creating it once (mode 0600).
+
+    Several gunicorn workers may start at the same moment: the secret is written to a
+    private temporary file and then hard-linked into place, which fails for all but the first
+    writer; the others read the winner's file. A reader never sees a half-written secret.
+    """
+    directory = Path(instance_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / name
+    try:
+        value = target.read_text().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mkstemp: mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+    return target.read_text().strip()
+
+
+def normalise_database_url(url: str) -> str:
+    """Map the accepted PostgreSQL spellings onto psycopg 3 (API.md § Environment)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith(("postgresql+psycopg://", "sqlite://")):
+        return url
+    raise ConfigError(
+        "designrun: DATABASE_URL must start with sqlite:///, postgresql://, postgres:// "
+        "or postgresql+psycopg://"
+    )
+
+
+def _check_secret(name: str, value: str | None) -> None:
+    if value is not None and len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"designrun: {name} is set but shorter than {MIN_SECRET_LENGTH} characters; "
+            f"set it to a random string of at least {MIN_SECRET_LENGTH} characters "
+            "(or unset it to have one generated under instance/)"
+        )
+
+
+def load_config(instance_path: str) -> dict[str, Any]:
+    """Read every API.md setting from the environment; raise ConfigError on a bad one."""
+    runner_secret = _env_str("RUNNER_AUTH_SECRET")
+    secret_key = _env_str("SECRET_KEY")
+    _check_secret("RUNNER_AUTH_SECRET", runner_secret)
+    _check_secret("SECRET_KEY", secret_key)
+    storage_backend = (_env_str("STORAGE_BACKEND") or "local").lower()
+    if storage_backend not in {"local", "s3"}:
+        raise ConfigError("designrun: STORAGE_BACKEND must be 'local' or 's3'")
+    if storage_backend == "s3" and not _env_str("S3_BUCKET"):
+        raise ConfigError("designrun: STORAGE_BACKEND=s3 needs S3_BUCKET")
+    database_url = _env_str("DATABASE_URL") or (
+        "sqlite:///" + os.path.join(instance_path, "designrun.db")
+    )
+    origins = _env_str("TRUSTED_ORIGINS") or ""
+    return {
+        "RUNNER_AUTH_SECRET": runner_secret,
+        "SECRET_KEY": secret_key,
+        "RUNNER_TOKEN_TTL": _env_int("RUNNER_TOKEN_TTL", 86400, minimum=1),
+        "DAYTONA_API_URL": _env_str("DAYTONA_API_URL"),
+        "DAYTONA_API_KEY": _env_str("DAYTONA_API_KEY"),
+        "EXPO_PUBLIC_WORKER_ORIGIN": _env_str("EXPO_PUBLIC_WORKER_ORIGIN"),
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
+        "STORAGE_BACKEND": storage_backend,
+        "S3_BUCKET": _env_str("S3_BUCKET"),
+        "S3_ENDPOINT_URL": _env_str("S3_ENDPOINT_URL"),
+        "S3_REGION": _env_str("S3_REGION"),
+        "STORAGE_LOCAL_DIR": _env_str("STORAGE_LOCAL_DIR")
+        or os.path.join(instance_path, "artifacts"),
+        "TRUSTED_ORIGINS": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
+        "ALLOW_SIGNUP": _env_bool("ALLOW_SIGNUP", True),
+        "MAX_UPLOAD_BYTES": _env_int("MAX_UPLOAD_BYTES", 1073741824, minimum=1),
+        "SESSION_TTL": _env_int("SESSION_TTL", 604800, minimum=60),
+        "TRIGGER_MAX_ATTEMPTS": _env_int("TRIGGER_MAX_ATTEMPTS", 5, minimum=1),
+        "TRIGGER_TIMEOUT": _env_int("TRIGGER_TIMEOUT", 10, minimum=1),
+        # Seconds before the 2nd attempt; doubles per attempt (1, 2, 4, 8 by default).
+        "TRIGGER_BACKOFF_BASE": _env_float("TRIGGER_BACKOFF_BASE", 1.0),
+    }
+
+
+def finish_config(config: dict[str, Any], instance_path: str) -> None:
+    """Fill unset secrets from instance/ and derive Flask's own keys (after overrides)."""
+    if not config.get("RUNNER_AUTH_SECRET"):
+        config["RUNNER_AUTH_SECRET"] = persistent_secret(instance_path, "runner_auth_secret")
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = persistent_secret(instance_path, "secret_key")
+    _check_secret("RUNNER_AUTH_SECRET", config["RUNNER_AUTH_SECRET"])
+    _check_secret("SECRET_KEY", config["SECRET_KEY"])
+    config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(config["SQLALCHEMY_DATABASE_URI"])
+    # Werkzeug enforces the body limit while parsing; api/errors.py renders its 413 as JSON.
+    config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_BYTES"]
+    # Metadata form fields may be up to 64 KiB of JSON; Flask's default is 500 KB.
+    config.setdefault("MAX_FORM_MEMORY_SIZE", 1024 * 1024)
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    config["JSON_SORT_KEYS"] = False

@@ -1,0 +1,18 @@
+"""SQLAlchemy models, one module per aggregate."""
+
+from designrun.models.accounts import Account, SignInFailure, User, UserSession
+from designrun.models.runs import TERMINAL, Artifact, Run, RunEvent, RunStatus
+from designrun.models.triggers import Trigger
+
+__all__ = [
+    "TERMINAL",
+    "Account",
+    "Artifact",
+    "Run",
+    "RunEvent",
+    "RunStatus",
+    "SignInFailure",
+    "Trigger",
+    "User",
+    "UserSession",
+]

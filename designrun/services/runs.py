@@ -1,0 +1,374 @@
+"""Runs, their events and artifacts: every write a runner or a user makes to a run.
+
+Each public function owns its transaction (database.write_transaction for writes) and raises
+designrun.errors types. Runner-facing functions take a bare run id (the runner guard has already
+checked the token against it); user-facing ones take the caller's account id and look the run
+up scoped to it, so another account's run is simply not found.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from flask import current_app
+from sqlalchemy import Table, delete, func, insert, select, tuple_
+
+from designrun.database import write_transaction
+from designrun.errors import InvalidRequestError, RunNotFoundError
+from designrun.extensions import db
+from designrun.models import Artifact, Run, RunEvent, RunStatus, Trigger
+from designrun.models.types import utcnow, uuid7
+from designrun.services.run_states import transition
+from designrun.storage import get_storage
+from designrun.storage.keys import default_key, key_problem, run_prefix
+
+log = logging.getLogger(__name__)
+
+# Idempotency-key lookups go in chunks: SQLite allows a limited number of bound parameters.
+_KEY_CHUNK = 500
+_EVENTS_TABLE: Table = RunEvent.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    event_type: str
+    message: str | None = None
+    metadata: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    artifact_type: str
+    content_type: str | None = None
+    size_bytes: int | None = None
+    metadata: dict[str, Any] | None = None
+    storage_key: str | None = None
+
+
+# --- creation and lookup (users) ---------------------------------------------------------------
+
+
+def create_run(
+    account_id: uuid.UUID, prompt: str, config: dict[str, Any] | None, origin: str
+) -> Run:
+    """Create a queued run and, in the same transaction, its trigger (the outbox row).
+
+    The trigger is sent by triggers/dispatcher.py after this commits; this function never waits
+    for the runner backend. ``origin`` is the request's origin, used for callbackUrl when
+    EXPO_PUBLIC_WORKER_ORIGIN is unset.
+    """
+    from designrun.triggers import dispatcher, selected_backend
+
+    backend = selected_backend(current_app.config)
+    with write_transaction() as session:
+        now = utcnow()
+        run = Run(
+            id=uuid7(),
+            account_id=account_id,
+            prompt=prompt,
+            config=config or {},
+            status=RunStatus.QUEUED.value,
+            progress=0.0,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(run)
+        if backend is not None:
+            session.add(Trigger(run_id=run.id, backend=backend, origin=origin, next_attempt_at=now))
+    if backend is not None:
+        dispatcher.wake(current_app._get_current_object())  # type: ignore[attr-defined]
+    return run
+
+
+def get_run(account_id: uuid.UUID, run_id: uuid.UUID) -> Run:
+    """The account's run; raises RunNotFoundError for a missing or foreign run."""
+    run = db.session.scalar(select(Run).where(Run.id == run_id, Run.account_id == account_id))
+    if run is None:
+        raise RunNotFoundError()
+    return run
+
+
+def _encode_cursor(run: Run) -> str:
+    raw = f"{run.created_at.isoformat()}|{run.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, _, run_id = base64.urlsafe_b64decode(padded).decode().partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(run_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequestError("cursor: malformed cursor") from None
+
+
+def list_runs(
+    account_id: uuid.UUID, limit: int, cursor: str | None, status: str | None
+) -> tuple[list[Run], str | None]:
+    """A page of the account's runs, newest first, and the cursor of the next page (or None).
+
+    Keyset pagination on (created_at, id) over the matching index: the cost of a page does not
+    depend on how many runs exist. Raises InvalidRequestError for a malformed cursor.
+    """
+    query = select(Run).where(Run.account_id == account_id)
+    if status is not None:
+        query = query.where(Run.status == status)
+    if cursor is not None:
+        created, run_id = _decode_cursor(cursor)
+        query = query.where(tuple_(Run.created_at, Run.id) < tuple_(created, run_id))
+    query = query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)
+    runs = list(db.session.scalars(query))
+    if len(runs) > limit:
+        runs = runs[:limit]
+        return runs, _encode_cursor(runs[-1])
+    return runs, None
+
+
+def list_events(
+    account_id: uuid.UUID, run_id: uuid.UUID, after: int | None, limit: int
+) -> tuple[list[RunEvent], int | None]:
+    """Events of the account's run in ascending sequence after ``after``; next cursor if full."""
+    get_run(account_id, run_id)
+    query = select(RunEvent).where(RunEvent.run_id == run_id)
+    if after is not None:
+        query = query.where(RunEvent.sequence > after)
+    events = list(db.session.scalars(query.order_by(RunEvent.sequence).limit(limit)))
+    next_cursor = events[-1].sequence if len(events) == limit else None
+    return events, next_cursor
+
+
+def list_artifacts(account_id: uuid.UUID, run_id: uuid.UUID) -> list[Artifact]:
+    """Artifacts of the account's run, oldest first."""
+    get_run(account_id, run_id)
+    query = (
+        select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.created_at, Artifact.id)
+    )
+    return list(db.session.scalars(query))
+
+
+def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
+    """Delete the account's run, every row referring to it and the objects under its prefix.
+
+    A run that has not finished is cancelled first (so a runner polling it learns it must stop,
+    whichever it sees first: 409 or 404). Objects are deleted after the rows commit: a failure
+    there leaves orphaned objects (logged), never a run whose files are gone.
+    """
+    with write_transaction() as session:
+        run = session.scalar(
+            select(Run).where(Run.id == run_id, Run.account_id == account_id).with_for_update()
+        )
+        if run is None:
+            raise RunNotFoundError()
+        if not RunStatus(run.status).terminal:
+            _apply(run, transition(RunStatus(run.status), RunStatus.CANCELLED, None), None)
+            session.flush()
+        session.execute(delete(RunEvent).where(RunEvent.run_id == run_id))
+        session.execute(delete(Artifact).where(Artifact.run_id == run_id))
+        session.execute(delete(Trigger).where(Trigger.run_id == run_id))
+        session.execute(delete(Run).where(Run.id == run_id))
+    try:
+        get_storage().delete_prefix(run_prefix(run_id))
+    except Exception:
+        log.exception("run_id=%s: stored objects could not be deleted", run_id)
+
+
+# --- runner reports ------------------------------------------------------------------------------
+
+
+def _apply(run: Run, change: Any, error: str | None) -> None:
+    now = utcnow()
+    run.status = change.status.value
+    if change.progress is not None:
+        run.progress = change.progress
+    if error is not None:
+        run.error = error
+    if change.set_started and run.started_at is None:
+        run.started_at = now
+    if change.set_completed:
+        run.completed_at = now
+    run.updated_at = now
+
+
+def apply_status(
+    run_id: uuid.UUID, status: str | None, progress: float | None, error: str | None
+) -> Run:
+    """Apply a runner's status/progress report to a run (API.md state machine).
+
+    Raises RunNotFoundError, InvalidRequestError, or RunFinishedError (409, carries the current
+    status) when the run is terminal and the update is not a repeat of its final status.
+    """
+    with write_transaction() as session:
+        run = session.scalar(select(Run).where(Run.id == run_id).with_for_update())
+        if run is None:
+            raise RunNotFoundError()
+        change = transition(RunStatus(run.status), RunStatus(status) if status else None, progress)
+        if change.changed:
+            _apply(run, change, error)
+        session.flush()
+    return run
+
+
+def run_status(run_id: uuid.UUID) -> str:
+    """The run's current status; raises RunNotFoundError."""
+    status = db.session.scalar(select(Run.status).where(Run.id == run_id))
+    if status is None:
+        raise RunNotFoundError()
+    return status
+
+
+def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[uuid.UUID], str]:
+    """Store events atomically and in order; return their ids and the run's status.
+
+    An event whose idempotency key is already stored for the run (or earlier in the same batch)
+    is not stored again: its original id is returned. Sequences continue the run's log, strictly
+    increasing; the run row is locked first (FOR UPDATE on PostgreSQL, the database write lock
+    on SQLite), so concurrent writers of one run are serialised and never share a number.
+    Accepted in any run state. Raises RunNotFoundError.
+    """
+    with write_transaction() as session:
+        status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())
+        if status is None:
+            raise RunNotFoundError()
+        ids = _store_events(session, run_id, events)
+    return ids, status
+
+
+def _store_events(session: Any, run_id: uuid.UUID, events: Sequence[NewEvent]) -> list[uuid.UUID]:
+    """Insert events after the run's last sequence, skipping known idempotency keys.
+
+    The caller holds the run's lock (see append_events).
+    """
+    wanted = sorted({e.idempotency_key for e in events if e.idempotency_key is not None})
+    known: dict[str, uuid.UUID] = {}
+    for start in range(0, len(wanted), _KEY_CHUNK):
+        chunk = wanted[start : start + _KEY_CHUNK]
+        rows = session.execute(
+            select(RunEvent.idempotency_key, RunEvent.id).where(
+                RunEvent.run_id == run_id, RunEvent.idempotency_key.in_(chunk)
+            )
+        )
+        known.update({key: event_id for key, event_id in rows if key is not None})
+    sequence = (
+        session.scalar(select(func.max(RunEvent.sequence)).where(RunEvent.run_id == run_id)) or 0
+    )
+    now = utcnow()
+    ids: list[uuid.UUID] = []
+    new_rows: list[dict[str, Any]] = []
+    for event in events:
+        key = event.idempotency_key
+        if key is not None and key in known:
+            ids.append(known[key])
+            continue
+        sequence += 1
+        event_id = uuid7()
+        if key is not None:
+            known[key] = event_id
+        new_rows.append(
+            {
+                "id": event_id,
+                "run_id": run_id,
+                "sequence": sequence,
+                "event_type": event.event_type,
+                "message": event.message,
+                "metadata": event.metadata or {},
+                "idempotency_key": key,
+                "created_at": now,
+            }
+        )
+        ids.append(event_id)
+    if new_rows:
+        # Core executemany: per-row ORM objects would cap a batch at a third of the rate.
+        session.execute(insert(_EVENTS_TABLE), new_rows)
+    return ids
+
+
+def fail_run(run_id: uuid.UUID, message: str) -> bool:
+    """Mark a run that never started as ``failed`` with an ``error`` event, in one transaction.
+
+    Used when its runner could not be started. Returns False (and changes nothing) when the run
+    is gone or has moved on (a runner reported, or the user cancelled it).
+    """
+    with write_transaction() as session:
+        run = session.scalar(select(Run).where(Run.id == run_id).with_for_update())
+        if run is None or run.status != RunStatus.QUEUED.value:
+            return False
+        _apply(run, transition(RunStatus.QUEUED, RunStatus.FAILED, None), message[:10_000])
+        _store_events(session, run_id, [NewEvent(event_type="error", message=message)])
+    return True
+
+
+def _check_key(key: str, run_id: uuid.UUID) -> None:
+    problem = key_problem(key, run_id)
+    if problem is not None:
+        raise InvalidRequestError(f"storageKey: {problem}")
+
+
+def register_artifact(run_id: uuid.UUID, info: ArtifactInfo) -> tuple[Artifact, str]:
+    """Register an object a runner uploaded elsewhere; return the artifact and the run status.
+
+    Raises InvalidRequestError for an unacceptable storageKey, RunNotFoundError.
+    """
+    if info.storage_key is None:
+        raise InvalidRequestError("storageKey: field required")
+    _check_key(info.storage_key, run_id)
+    with write_transaction() as session:
+        status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())
+        if status is None:
+            raise RunNotFoundError()
+        artifact = Artifact(
+            id=uuid7(),
+            run_id=run_id,
+            artifact_type=info.artifact_type,
+            storage_key=info.storage_key,
+            content_type=info.content_type,
+            size_bytes=info.size_bytes,
+            metadata_=info.metadata or {},
+            created_at=utcnow(),
+        )
+        session.add(artifact)
+    return artifact, status
+
+
+def upload_artifact(
+    run_id: uuid.UUID, info: ArtifactInfo, stream: BinaryIO, file_name: str | None
+) -> tuple[Artifact, str]:
+    """Stream a file into object storage, then register it; return the artifact and run status.
+
+    The upload happens outside any database transaction (it may take minutes and must not hold
+    SQLite's write lock). If registering fails afterwards, the object is removed again, so a
+    failed request leaves nothing behind. Raises InvalidRequestError, RunNotFoundError.
+    """
+    artifact_id = uuid7()
+    key = info.storage_key or default_key(run_id, artifact_id, file_name)
+    _check_key(key, run_id)
+    run_status(run_id)  # 404 before spending time on the upload
+    storage = get_storage()
+    size = storage.save_stream(key, stream, info.content_type)
+    try:
+        with write_transaction() as session:
+            status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())
+            if status is None:
+                raise RunNotFoundError()
+            artifact = Artifact(
+                id=artifact_id,
+                run_id=run_id,
+                artifact_type=info.artifact_type,
+                storage_key=key,
+                content_type=info.content_type or "application/octet-stream",
+                size_bytes=size,
+                metadata_=info.metadata or {},
+                created_at=utcnow(),
+            )
+            session.add(artifact)
+    except BaseException:
+        storage.delete(key)
+        raise
+    return artifact, status

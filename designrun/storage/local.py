@@ -1,0 +1,68 @@
+"""Objects as files under STORAGE_LOCAL_DIR: an object lives at ``<dir>/<storageKey>``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from designrun.storage.base import CHUNK_SIZE
+
+
+class LocalStorage:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        """The file for ``key``; refuses anything that would resolve outside the root.
+
+        Keys are validated by storage/keys.py before they get here; this is the second line.
+        """
+        path = (self.root / key).resolve()
+        if path == self.root or self.root not in path.parents:
+            raise ValueError("storage key escapes the storage folder")
+        return path
+
+    def save_stream(self, key: str, stream: BinaryIO, content_type: str | None) -> int:
+        """Copy ``stream`` to the key's file chunk by chunk; readers never see a partial file."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(CHUNK_SIZE):
+                    out.write(chunk)
+                    size += len(chunk)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return size
+
+    def open(self, key: str) -> BinaryIO:
+        """Open the object's file for reading (FileNotFoundError when missing)."""
+        return self._path(key).open("rb")
+
+    def size(self, key: str) -> int | None:
+        """The file's size, or None."""
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        """Remove the key's file if it exists."""
+        self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove the folder of a ``runs/<id>/`` prefix and everything in it."""
+        folder = self._path(prefix.rstrip("/"))
+        if not folder.exists():
+            return 0
+        count = sum(1 for p in folder.rglob("*") if p.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+        return count

@@ -1,0 +1,218 @@
+"""Sends pending runner triggers (the outbox) from a thread pool, with retries and backoff.
+
+How a trigger travels:
+1. ``create_run`` writes the run and its Trigger row in one transaction, then calls ``wake``.
+2. ``run_once`` finds due rows and *leases* each one (``claimed_until``) with a conditional
+   UPDATE, so that one process only sends it, whatever number of workers or hosts poll.
+3. ``process`` sends the job; on success the row is deleted. On failure it records the attempt,
+   keeps its lease over the backoff sleep and tries again; when TRIGGER_MAX_ATTEMPTS are spent the
+   run is marked ``failed`` with an ``error`` event.
+4. If the process dies meanwhile, the lease runs out (at most LEASE_MARGIN seconds after the
+   attempt or sleep it covered) and the poller of any live process takes the row over: a pending
+   trigger is sent within 30 seconds after a restart.
+
+Each job re-reads the row and the run and returns early when there is nothing left to do, so a
+second process or a duplicate wake is harmless. Attempts are persisted in the row (not in an
+in-memory retry helper) because they must survive a restart.
+
+In tests nothing starts by itself: call ``run_once(app)`` (sends inline) or ``start(app)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import or_, select, update
+
+from designrun.database import write_transaction
+from designrun.extensions import db
+from designrun.models import Run, RunStatus, Trigger
+from designrun.models.types import utcnow
+from designrun.services import runs
+from designrun.triggers.daytona import TriggerError, send_job
+
+log = logging.getLogger(__name__)
+
+LEASE_MARGIN = 5.0  # seconds a lease outlives the attempt or sleep it covers
+POLL_INTERVAL = 2.0
+BATCH = 20
+_EXTENSION = "designrun.dispatcher"
+
+
+class _State:
+    def __init__(self, workers: int) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dr-trigger")
+        self.stop = threading.Event()
+        self.poller: threading.Thread | None = None
+
+
+def start(app: Flask, workers: int = 8, poll_interval: float = POLL_INTERVAL) -> None:
+    """Start this process's pool and poller (idempotent). Called by wsgi.py, not create_app."""
+    if app.extensions.get(_EXTENSION) is not None:
+        return
+    state = _State(workers)
+    app.extensions[_EXTENSION] = state
+
+    def poll() -> None:
+        while not state.stop.is_set():
+            try:
+                run_once(app)
+            except Exception:
+                log.exception("trigger poller: pass failed")
+            state.stop.wait(poll_interval)
+
+    state.poller = threading.Thread(target=poll, name="dr-trigger-poller", daemon=True)
+    state.poller.start()
+
+
+def stop(app: Flask, wait: bool = True) -> None:
+    """Stop the poller and the pool; leased rows are picked up again by any live process."""
+    state: _State | None = app.extensions.pop(_EXTENSION, None)
+    if state is None:
+        return
+    state.stop.set()
+    state.executor.shutdown(wait=wait, cancel_futures=True)
+    if state.poller is not None and wait:
+        state.poller.join(timeout=5)
+
+
+def wake(app: Flask) -> None:
+    """Look for due triggers now, in the background (no-op when the dispatcher is not started)."""
+    state: _State | None = app.extensions.get(_EXTENSION)
+    if state is None or state.stop.is_set():
+        return
+    try:
+        state.executor.submit(run_once, app)
+    except RuntimeError:  # shutting down
+        return
+
+
+def run_once(app: Flask) -> int:
+    """Lease every due trigger and send it (in the pool if started, else inline); return count."""
+    state: _State | None = app.extensions.get(_EXTENSION)
+    claimed: list[uuid.UUID] = []
+    with app.app_context():
+        try:
+            now = utcnow()
+            due = db.session.scalars(
+                select(Trigger.id)
+                .where(
+                    Trigger.next_attempt_at <= now,
+                    or_(Trigger.claimed_until.is_(None), Trigger.claimed_until < now),
+                )
+                .order_by(Trigger.next_attempt_at)
+                .limit(BATCH)
+            ).all()
+            db.session.rollback()
+            lease = _lease(app, 0)
+            claimed = [tid for tid in due if _claim(tid, now, lease)]
+        finally:
+            db.session.remove()
+    for trigger_id in claimed:
+        if state is not None and not state.stop.is_set():
+            state.executor.submit(process, app, trigger_id)
+        else:
+            process(app, trigger_id)
+    return len(claimed)
+
+
+def _lease(app: Flask, extra_seconds: float) -> datetime:
+    seconds = app.config["TRIGGER_TIMEOUT"] + extra_seconds + LEASE_MARGIN
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def _claim(trigger_id: uuid.UUID, now: datetime, lease: datetime) -> bool:
+    """Take the row's lease if nobody holds it; True when this process now owns it."""
+    with write_transaction() as session:
+        result: Any = session.execute(
+            update(Trigger)
+            .where(
+                Trigger.id == trigger_id,
+                or_(Trigger.claimed_until.is_(None), Trigger.claimed_until < now),
+            )
+            .values(claimed_until=lease)
+        )
+    return bool(result.rowcount == 1)
+
+
+def backoff(app: Flask, attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failure: base x 1, 2, 4, 8 ... (at most 60x)."""
+    return float(app.config["TRIGGER_BACKOFF_BASE"]) * min(2 ** (attempts - 1), 60)
+
+
+def process(app: Flask, trigger_id: uuid.UUID) -> None:
+    """Send one leased trigger until it succeeds or its attempts are spent. Never raises."""
+    try:
+        with app.app_context():
+            _process(app, trigger_id)
+    except Exception:
+        log.exception("trigger=%s: unexpected failure; the lease will expire and retry", trigger_id)
+
+
+def _process(app: Flask, trigger_id: uuid.UUID) -> None:
+    config = app.config
+    state: _State | None = app.extensions.get(_EXTENSION)
+    while True:
+        try:
+            trigger = db.session.get(Trigger, trigger_id)
+            if trigger is None:
+                return
+            run = db.session.get(Run, trigger.run_id)
+            if run is None or run.status != RunStatus.QUEUED.value:
+                _delete(trigger_id)  # the run is gone or already moved on: nothing to start
+                return
+            try:
+                send_job(config, run, trigger.origin)
+            except TriggerError as exc:
+                error = str(exc)
+            else:
+                _delete(trigger_id)
+                log.info("run_id=%s: runner job sent to Daytona", run.id)
+                return
+            attempts = trigger.attempts + 1
+            run_id = run.id
+            if attempts >= config["TRIGGER_MAX_ATTEMPTS"]:
+                message = f"runner could not be started after {attempts} attempts: {error}"
+                log.warning("run_id=%s: %s", run_id, message)
+                runs.fail_run(run_id, message)
+                _delete(trigger_id)
+                return
+            delay = backoff(app, attempts)
+            log.info(
+                "run_id=%s: attempt %s failed (%s); retrying in %.1fs",
+                run_id,
+                attempts,
+                error,
+                delay,
+            )
+            with write_transaction() as session:
+                session.execute(
+                    update(Trigger)
+                    .where(Trigger.id == trigger_id)
+                    .values(
+                        attempts=attempts,
+                        last_error=error,
+                        next_attempt_at=utcnow() + timedelta(seconds=delay),
+                        claimed_until=_lease(app, delay),
+                    )
+                )
+        finally:
+            db.session.remove()
+        if state is not None and state.stop.wait(delay):
+            return
+        if state is None:
+            time.sleep(delay)
+
+
+def _delete(trigger_id: uuid.UUID) -> None:
+    with write_transaction() as session:
+        trigger = session.get(Trigger, trigger_id)
+        if trigger is not None:
+            session.delete(trigger)

@@ -1,0 +1,27 @@
+"""The WSGI entry point: ``gunicorn wsgi:app`` (settings in gunicorn.conf.py).
+
+Imported in each worker after the fork (no preload), so the trigger dispatcher's threads start
+in the process that serves requests.
+"""
+
+import logging
+import sys
+
+from dotenv import load_dotenv
+
+from designrun import create_app
+from designrun.config import ConfigError
+
+load_dotenv()
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    print(exc, file=sys.stderr)  # noqa: T201 - the one line the operator needs
+    # 4 is gunicorn's APP_LOAD_ERROR: the arbiter halts instead of respawning the worker.
+    sys.exit(4)
+
+from designrun.triggers import dispatcher  # noqa: E402
+
+dispatcher.start(app)
