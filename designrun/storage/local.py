@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -45,18 +46,28 @@ class LocalStorage:
 
     def open(self, key: str) -> BinaryIO:
         """Open the object's file for reading (FileNotFoundError when missing)."""
-        return self._path(key).open("rb")
+        path = self._path(key)
+        if path.is_dir():  # a key prefix ("folder"), not an object: as S3 answers
+            raise FileNotFoundError(key)
+        try:
+            return path.open("rb")
+        except NotADirectoryError:  # a key below an object ("a.txt/b"): missing, as in S3
+            raise FileNotFoundError(key) from None
 
     def size(self, key: str) -> int | None:
-        """The file's size, or None."""
+        """The file's size, or None (also for a folder: a key prefix is not an object)."""
         try:
-            return self._path(key).stat().st_size
-        except FileNotFoundError:
+            info = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        return info.st_size if stat.S_ISREG(info.st_mode) else None
 
     def delete(self, key: str) -> None:
-        """Remove the key's file if it exists."""
-        self._path(key).unlink(missing_ok=True)
+        """Remove the key's file if it exists (a folder or a key below a file: nothing to do)."""
+        try:
+            self._path(key).unlink()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass
 
     def delete_prefix(self, prefix: str) -> int:
         """Remove the folder of a ``runs/<id>/`` prefix and everything in it."""
