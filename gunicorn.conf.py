@@ -22,6 +22,9 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 errorlog = "-"
 # Never log headers (they carry bearer tokens); this format has none.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# gunicorn >= 24 opens a control socket at one fixed path per user; several servers on one
+# machine (tests, benchmarks, side-by-side installs) would fight over it. Not needed here.
+control_socket_disable = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
