@@ -25,7 +25,6 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 VENV_BIN = Path(sys.executable).parent
-GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 
 # Every setting API.md lists, plus the test suite's: the bench sets what it needs, nothing leaks
 # in from the caller's shell (a DAYTONA_API_URL would send jobs somewhere).
@@ -65,6 +64,22 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra)
     return env
+
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """The share of CPU time in use (by anything) over ``seconds``, from /proc/stat."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return idle, sum(fields)
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    spent = total1 - total0
+    return 1 - (idle1 - idle0) / spent if spent else 0.0
 
 
 def free_port() -> int:
@@ -115,9 +130,15 @@ class Server:
 
 @contextmanager
 def gunicorn(
-    name: str, app: str, env: Mapping[str, str], workdir: Path, workers: int, chdir: Path | None
+    name: str,
+    app: str,
+    env: Mapping[str, str],
+    workdir: Path,
+    workers: int,
+    chdir: Path | None,
+    root: Path = ROOT,
 ) -> Iterator[Server]:
-    """Serve ``app`` with the project's gunicorn.conf.py and ``workers`` sync workers.
+    """Serve ``app`` from ``root`` with its gunicorn.conf.py and ``workers`` sync workers.
 
     Access logs go to /dev/null (the same for every server: the bench compares request work,
     not logging). The control socket is off, so parallel gunicorns never fight over it.
@@ -127,7 +148,7 @@ def gunicorn(
     cmd = [
         str(VENV_BIN / "gunicorn"),
         "-c",
-        str(GUNICORN_CONF),
+        str(root / "gunicorn.conf.py"),
         "--no-control-socket",
     ]
     if chdir is not None:
@@ -139,7 +160,11 @@ def gunicorn(
     )
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=root,
+            env=server_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     server = Server(name, f"http://127.0.0.1:{port}", proc, log_path)
@@ -213,8 +238,12 @@ def run_wrk(
         url,
     ]
     proc = subprocess.Popen(
-        cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        cmd,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=seconds + 60)

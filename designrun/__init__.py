@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from designrun.config import finish_config, load_config
+# Nothing server-side is imported at module level: designrun.runner and designrun.agents run in
+# runner images and must not pull in Flask or SQLAlchemy through this package.
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app. Raises config.ConfigError for a bad setting (one-line message)."""
+    from flask import Flask
+
+    from designrun.config import finish_config, load_config
+
     overrides = dict(overrides or {})
     instance_path = overrides.pop("INSTANCE_PATH", None) or os.environ.get(
         "DESIGNRUN_INSTANCE_PATH"

@@ -131,10 +131,20 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "sqlite:///" + os.path.join(instance_path, "designrun.db")
     )
     origins = _env_str("TRUSTED_ORIGINS") or ""
+    backend = (_env_str("RUNNER_BACKEND") or "").lower() or None
+    if backend not in {None, "daytona", "local", "none"}:
+        raise ConfigError("designrun: RUNNER_BACKEND must be 'daytona', 'local' or 'none'")
+    if backend == "daytona" and not _env_str("DAYTONA_API_URL"):
+        raise ConfigError("designrun: RUNNER_BACKEND=daytona needs DAYTONA_API_URL")
     return {
         "RUNNER_AUTH_SECRET": runner_secret,
         "SECRET_KEY": secret_key,
         "RUNNER_TOKEN_TTL": _env_int("RUNNER_TOKEN_TTL", 86400, minimum=1),
+        # None: Daytona when DAYTONA_API_URL is set, else the built-in local runner.
+        "RUNNER_BACKEND": backend,
+        "LOCAL_RUNNER_COMMAND": _env_str("LOCAL_RUNNER_COMMAND"),
+        "LOCAL_RUNNER_CONCURRENCY": _env_int("LOCAL_RUNNER_CONCURRENCY", 2, minimum=1),
+        "LOCAL_RUNNER_ORIGIN": _env_str("LOCAL_RUNNER_ORIGIN"),
         "DAYTONA_API_URL": _env_str("DAYTONA_API_URL"),
         "DAYTONA_API_KEY": _env_str("DAYTONA_API_KEY"),
         "EXPO_PUBLIC_WORKER_ORIGIN": _env_str("EXPO_PUBLIC_WORKER_ORIGIN"),

@@ -100,6 +100,9 @@ def _make_app(url: str, instance: str, **overrides: Any) -> Flask:
         "INSTANCE_PATH": instance,
         "SQLALCHEMY_DATABASE_URI": url,
         "STORAGE_LOCAL_DIR": os.path.join(instance, "artifacts"),
+        # No runner by default (the built-in local one would start subprocesses); tests of a
+        # backend ask for it: app_factory(RUNNER_BACKEND="local") or DAYTONA_API_URL=….
+        "RUNNER_BACKEND": None if overrides.get("DAYTONA_API_URL") else "none",
     }
     config.update(overrides)
     return create_app(config)

@@ -78,8 +78,8 @@ def _operations() -> dict[str, dict[str, Any]]:
         "properties": {
             "file": {"type": "string", "format": "binary"},
             "artifactType": {"type": "string", "minLength": 1, "maxLength": 100},
-            "storageKey": {"type": "string"},
-            "contentType": {"type": "string", "maxLength": 255},
+            "storageKey": {"type": "string", "minLength": 1},
+            "contentType": {"type": "string", "minLength": 1, "maxLength": 255},
             "metadata": {"type": "string", "description": "a JSON object, as a string"},
         },
     }
@@ -259,7 +259,10 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "designrun",
             "version": "1",
-            "description": "The designrun HTTP contract (shared/API.md).",
+            "description": (
+                "The designrun HTTP contract (shared/API.md). Strings anywhere in a body must "
+                "not contain NUL characters (400)."
+            ),
         },
         "paths": _operations(),
         "components": {

@@ -115,16 +115,11 @@ def post_artifact(run_id: uuid.UUID) -> dict[str, Any]:
         if upload is None:
             raise InvalidRequestError("file: a 'file' part is required")
         data = _multipart_fields()
+        if "contentType" not in data and upload.mimetype:
+            # The file part's type is the default, within the same limits (255 characters).
+            data["contentType"] = upload.mimetype
         check_strings(data, "")
-        fields = validate(ArtifactFields, data)
-        info = _artifact_info(fields)
-        if info.content_type is None:
-            info = runs.ArtifactInfo(
-                artifact_type=info.artifact_type,
-                content_type=upload.mimetype or None,
-                metadata=info.metadata,
-                storage_key=info.storage_key,
-            )
+        info = _artifact_info(validate(ArtifactFields, data))
         artifact, status = runs.upload_artifact(
             run_id, info, cast(BinaryIO, upload.stream), upload.filename
         )

@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 MAX_JSON_OBJECT_BYTES = 64 * 1024
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -28,8 +28,18 @@ def _json_size_limit(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _integral_float_to_int(value: Any) -> Any:
+    """JSON has one number type: ``2048.0`` is the integer 2048 (as JSON Schema says)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_size_limit)]
 Progress = Annotated[float, Field(allow_inf_nan=False)]
+SizeBytes = Annotated[
+    int, Field(ge=0, le=MAX_SAFE_INTEGER), BeforeValidator(_integral_float_to_int)
+]
 
 
 class RequestModel(BaseModel):
@@ -46,6 +56,16 @@ class QueryModel(BaseModel):
 
 
 class StatusUpdate(RequestModel):
+    # The document says what _status_or_progress checks (a JSON Schema can, a field cannot).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["status"], "properties": {"status": {"type": "string"}}},
+                {"required": ["progress"], "properties": {"progress": {"type": "number"}}},
+            ]
+        }
+    )
+
     status: RunnerStatus | None = None
     progress: Progress | None = None
     error: Annotated[str, Field(max_length=10_000)] | None = None
@@ -75,7 +95,7 @@ class ArtifactFields(RequestModel):
     content_type: Annotated[
         str | None, Field(alias="contentType", min_length=1, max_length=255)
     ] = None
-    size_bytes: Annotated[int | None, Field(alias="sizeBytes", ge=0, le=MAX_SAFE_INTEGER)] = None
+    size_bytes: Annotated[SizeBytes | None, Field(alias="sizeBytes")] = None
     metadata: JsonObject | None = None
     # Checked against the object-key rules by storage/keys.py (one place for those rules).
     storage_key: Annotated[str | None, Field(alias="storageKey")] = None
@@ -84,7 +104,7 @@ class ArtifactFields(RequestModel):
 class ArtifactRegistration(ArtifactFields):
     """JSON registration of an object uploaded elsewhere: the key is required."""
 
-    storage_key: Annotated[str, Field(alias="storageKey")]
+    storage_key: Annotated[str, Field(alias="storageKey", json_schema_extra={"minLength": 1})]
 
 
 # --- Users ------------------------------------------------------------------------------------
@@ -92,7 +112,8 @@ class ArtifactRegistration(ArtifactFields):
 
 class SignUp(RequestModel):
     email: Annotated[str, Field(max_length=1000)]
-    password: Annotated[str, Field(max_length=1024)]
+    # At least 8 characters: checked by services/accounts.py (400 password_too_short).
+    password: Annotated[str, Field(max_length=1024, json_schema_extra={"minLength": 8})]
     name: Annotated[str, Field(max_length=200)] | None = None
 
 

@@ -27,7 +27,8 @@ from designrun.models import Artifact, Run, RunEvent, RunStatus, Trigger
 from designrun.models.types import utcnow, uuid7
 from designrun.services.run_states import transition
 from designrun.storage import get_storage
-from designrun.storage.keys import default_key, key_problem, run_prefix
+from designrun.storage.base import StorageKeyError
+from designrun.storage.keys import default_key, key_problem, own_prefix, run_prefix
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,10 @@ def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
 
     A run that has not finished is cancelled first (so a runner polling it learns it must stop,
     whichever it sees first: 409 or 404). Objects are deleted after the rows commit: a failure
-    there leaves orphaned objects (logged), never a run whose files are gone.
+    there leaves orphaned objects (logged), never a run whose files are gone. Keys outside the
+    run's prefix (runs/<runId>/, in whatever letter case its artifacts spelt the id) are kept.
     """
+    prefixes = {run_prefix(run_id)}
     with write_transaction() as session:
         run = session.scalar(
             select(Run).where(Run.id == run_id, Run.account_id == account_id).with_for_update()
@@ -170,14 +173,19 @@ def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
         if not RunStatus(run.status).terminal:
             _apply(run, transition(RunStatus(run.status), RunStatus.CANCELLED, None), None)
             session.flush()
+        for key in session.scalars(select(Artifact.storage_key).where(Artifact.run_id == run_id)):
+            prefix = own_prefix(key, run_id)
+            if prefix is not None:
+                prefixes.add(prefix)
         session.execute(delete(RunEvent).where(RunEvent.run_id == run_id))
         session.execute(delete(Artifact).where(Artifact.run_id == run_id))
         session.execute(delete(Trigger).where(Trigger.run_id == run_id))
         session.execute(delete(Run).where(Run.id == run_id))
-    try:
-        get_storage().delete_prefix(run_prefix(run_id))
-    except Exception:
-        log.exception("run_id=%s: stored objects could not be deleted", run_id)
+    for prefix in sorted(prefixes):
+        try:
+            get_storage().delete_prefix(prefix)
+        except Exception:
+            log.exception("run_id=%s: objects under %s could not be deleted", run_id, prefix)
 
 
 # --- runner reports ------------------------------------------------------------------------------
@@ -290,17 +298,20 @@ def _store_events(session: Any, run_id: uuid.UUID, events: Sequence[NewEvent]) -
     return ids
 
 
-def fail_run(run_id: uuid.UUID, message: str) -> bool:
-    """Mark a run that never started as ``failed`` with an ``error`` event, in one transaction.
+def fail_run(run_id: uuid.UUID, message: str, only_queued: bool = True) -> bool:
+    """Mark a run ``failed`` with an ``error`` event, in one transaction.
 
-    Used when its runner could not be started. Returns False (and changes nothing) when the run
-    is gone or has moved on (a runner reported, or the user cancelled it).
+    Used when its runner could not be started (``only_queued``: the run must still be queued)
+    or died without reporting a final status (any non-terminal run). Returns False, changing
+    nothing, when the run is gone or has moved on (a runner reported, the user cancelled it).
     """
     with write_transaction() as session:
         run = session.scalar(select(Run).where(Run.id == run_id).with_for_update())
-        if run is None or run.status != RunStatus.QUEUED.value:
+        if run is None or RunStatus(run.status).terminal:
             return False
-        _apply(run, transition(RunStatus.QUEUED, RunStatus.FAILED, None), message[:10_000])
+        if only_queued and run.status != RunStatus.QUEUED.value:
+            return False
+        _apply(run, transition(RunStatus(run.status), RunStatus.FAILED, None), message[:10_000])
         _store_events(session, run_id, [NewEvent(event_type="error", message=message)])
     return True
 
@@ -344,14 +355,21 @@ def upload_artifact(
 
     The upload happens outside any database transaction (it may take minutes and must not hold
     SQLite's write lock). If registering fails afterwards, the object is removed again, so a
-    failed request leaves nothing behind. Raises InvalidRequestError, RunNotFoundError.
+    failed request leaves nothing behind. Raises InvalidRequestError (also for a key the backend
+    cannot hold, e.g. a file/folder clash on local disk), RunNotFoundError.
     """
     artifact_id = uuid7()
-    key = info.storage_key or default_key(run_id, artifact_id, file_name)
+    # An explicit empty storageKey is a 400 like any other bad key, not "use the default".
+    key = info.storage_key
+    if key is None:
+        key = default_key(run_id, artifact_id, file_name)
     _check_key(key, run_id)
     run_status(run_id)  # 404 before spending time on the upload
     storage = get_storage()
-    size = storage.save_stream(key, stream, info.content_type)
+    try:
+        size = storage.save_stream(key, stream, info.content_type)
+    except StorageKeyError as exc:
+        raise InvalidRequestError(f"storageKey: {exc}") from None
     try:
         with write_transaction() as session:
             status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())

@@ -7,6 +7,14 @@ from typing import BinaryIO, Protocol
 CHUNK_SIZE = 1024 * 1024
 
 
+class StorageKeyError(ValueError):
+    """The backend cannot hold an object at this key; services answer a 400 naming storageKey.
+
+    The local backend raises it, before reading the stream, for a key that escapes its folder,
+    clashes with a folder or a file already on disk, or has a segment too long for a file name.
+    """
+
+
 class Storage(Protocol):
     def save_stream(self, key: str, stream: BinaryIO, content_type: str | None) -> int:
         """Store ``stream`` at ``key`` in chunks (never whole in memory); return its size."""

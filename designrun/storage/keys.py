@@ -16,6 +16,18 @@ def run_prefix(run_id: uuid.UUID) -> str:
     return f"runs/{run_id}/"
 
 
+def own_prefix(key: str, run_id: uuid.UUID) -> str | None:
+    """The run's ``runs/<id>/`` prefix as ``key`` spells it, if ``key`` is under it; else None.
+
+    key_problem accepts the id in any letter case (UUIDs are case-insensitive), but S3 keys and
+    most file systems are not: ``runs/<ID>/`` is a prefix of its own that a delete must visit.
+    """
+    segments = key.split("/", 2)
+    if len(segments) == 3 and segments[0] == "runs" and segments[1].lower() == str(run_id):
+        return f"runs/{segments[1]}/"
+    return None
+
+
 def key_problem(key: str, run_id: uuid.UUID) -> str | None:
     """Why ``key`` is not an acceptable storageKey for ``run_id``'s runner, or None.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -9,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from designrun.storage.base import CHUNK_SIZE
+from designrun.storage.base import CHUNK_SIZE, StorageKeyError
 
 
 class LocalStorage:
@@ -23,13 +24,27 @@ class LocalStorage:
         """
         path = (self.root / key).resolve()
         if path == self.root or self.root not in path.parents:
-            raise ValueError("storage key escapes the storage folder")
+            raise StorageKeyError("storage key escapes the storage folder")
         return path
 
     def save_stream(self, key: str, stream: BinaryIO, content_type: str | None) -> int:
-        """Copy ``stream`` to the key's file chunk by chunk; readers never see a partial file."""
+        """Copy ``stream`` to the key's file chunk by chunk; readers never see a partial file.
+
+        Raises StorageKeyError, before reading the stream, for a key a folder cannot hold: one
+        that escapes it, names a folder or a path below a file (S3 keys are flat; folders are
+        not), or has a segment longer than a file name may be.
+        """
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "is a folder", key)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            raise StorageKeyError("clashes with an object or folder already stored") from None
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise StorageKeyError("has a segment too long for the storage folder") from None
+            raise
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
         size = 0
         try:

@@ -10,8 +10,12 @@ from botocore.exceptions import ClientError
 
 from designrun.storage.base import CHUNK_SIZE
 
-# upload_fileobj streams in parts of this size: memory stays bounded whatever the object's size.
+# upload_fileobj streams a non-seekable body in parts of this size. s3transfer keeps up to
+# max_in_memory_upload_chunks parts read ahead in memory (default 10, i.e. 80 MiB: a mid-sized
+# upload whole); capped at max_concurrency, one upload holds about (4 + 1) x 8 MiB at most.
+# boto3's TransferConfig does not take that argument, but passes the attribute on.
 _TRANSFER = TransferConfig(multipart_chunksize=8 * CHUNK_SIZE, max_concurrency=4)
+_TRANSFER.max_in_memory_upload_chunks = 4
 
 
 class S3Storage:
@@ -49,7 +53,13 @@ class S3Storage:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def delete_prefix(self, prefix: str) -> int:
-        """Delete every object under ``prefix``, a page (up to 1000 keys) at a time."""
+        """Delete every object under ``prefix``, a page (up to 1000 keys) at a time.
+
+        Raises ValueError for an empty prefix, which would empty the whole bucket (the local
+        backend refuses its root folder likewise).
+        """
+        if not prefix:
+            raise ValueError("refusing to delete an empty prefix (the whole bucket)")
         count = 0
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):

@@ -7,10 +7,15 @@ from typing import Any
 
 
 def selected_backend(config: Mapping[str, Any]) -> str | None:
-    """The backend new runs are sent to: ``daytona`` when DAYTONA_API_URL is set.
+    """The backend new runs are sent to (API.md § Environment).
 
-    None means no runner is started: the run stays ``queued`` until a runner reports.
+    RUNNER_BACKEND when set (``none`` gives None: no runner is started and runs stay ``queued``
+    until some runner reports); otherwise ``daytona`` when DAYTONA_API_URL is set, else
+    ``local``, the built-in runner on this host.
     """
-    if config.get("DAYTONA_API_URL"):
-        return "daytona"
-    return None
+    backend = config.get("RUNNER_BACKEND")
+    if backend == "none":
+        return None
+    if backend:
+        return str(backend)
+    return "daytona" if config.get("DAYTONA_API_URL") else "local"

@@ -9,7 +9,9 @@ How a trigger travels:
    run is marked ``failed`` with an ``error`` event.
 4. If the process dies meanwhile, the lease runs out (at most LEASE_MARGIN seconds after the
    attempt or sleep it covered) and the poller of any live process takes the row over: a pending
-   trigger is sent within 30 seconds after a restart.
+   trigger is sent within 30 seconds after a restart. The lease timestamp doubles as a fencing
+   token: before each attempt and each write, a task checks the row still carries the lease it
+   set, so a task whose lease ran out (queued in a busy pool, or a slow send) stops there.
 
 Each job re-reads the row and the run and returns early when there is nothing left to do, so a
 second process or a duplicate wake is harmless. Attempts are persisted in the row (not in an
@@ -29,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from designrun.database import write_transaction
 from designrun.extensions import db
@@ -37,6 +39,7 @@ from designrun.models import Run, RunStatus, Trigger
 from designrun.models.types import utcnow
 from designrun.services import runs
 from designrun.triggers.daytona import TriggerError, send_job
+from designrun.triggers.local import local_runner
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +100,12 @@ def wake(app: Flask) -> None:
 def run_once(app: Flask) -> int:
     """Lease every due trigger and send it (in the pool if started, else inline); return count."""
     state: _State | None = app.extensions.get(_EXTENSION)
-    claimed: list[uuid.UUID] = []
+    claimed: list[tuple[uuid.UUID, datetime]] = []
     with app.app_context():
         try:
             now = utcnow()
-            due = db.session.scalars(
-                select(Trigger.id)
+            due = db.session.execute(
+                select(Trigger.id, Trigger.backend)
                 .where(
                     Trigger.next_attempt_at <= now,
                     or_(Trigger.claimed_until.is_(None), Trigger.claimed_until < now),
@@ -112,14 +115,21 @@ def run_once(app: Flask) -> int:
             ).all()
             db.session.rollback()
             lease = _lease(app, 0)
-            claimed = [tid for tid in due if _claim(tid, now, lease)]
+            for trigger_id, backend in due:
+                # A local run needs a free slot on this host first; the rest wait, queued.
+                if backend == "local" and not local_runner(app).reserve(trigger_id):
+                    continue
+                if _claim(trigger_id, now, lease):
+                    claimed.append((trigger_id, lease))
+                elif backend == "local":
+                    local_runner(app).release(trigger_id)
         finally:
             db.session.remove()
-    for trigger_id in claimed:
+    for trigger_id, held in claimed:
         if state is not None and not state.stop.is_set():
-            state.executor.submit(process, app, trigger_id)
+            state.executor.submit(process, app, trigger_id, held)
         else:
-            process(app, trigger_id)
+            process(app, trigger_id, held)
     return len(claimed)
 
 
@@ -142,25 +152,51 @@ def _claim(trigger_id: uuid.UUID, now: datetime, lease: datetime) -> bool:
     return bool(result.rowcount == 1)
 
 
+def _renew(trigger_id: uuid.UUID, held: datetime, lease: datetime, **values: Any) -> bool:
+    """Move our lease ``held`` to ``lease`` (and set ``values``); False when it is not ours.
+
+    The lease's own timestamp is the fencing token: a task that waited in a busy pool, or a
+    send that outlived its lease, finds another value there once a poll has taken the row
+    over, and stops instead of sending the job a second time.
+    """
+    with write_transaction() as session:
+        result: Any = session.execute(
+            update(Trigger)
+            .where(Trigger.id == trigger_id, Trigger.claimed_until == held)
+            .values(claimed_until=lease, **values)
+        )
+    return bool(result.rowcount == 1)
+
+
 def backoff(app: Flask, attempts: int) -> float:
     """Seconds to wait after the ``attempts``-th failure: base x 1, 2, 4, 8 ... (at most 60x)."""
     return float(app.config["TRIGGER_BACKOFF_BASE"]) * min(2 ** (attempts - 1), 60)
 
 
-def process(app: Flask, trigger_id: uuid.UUID) -> None:
-    """Send one leased trigger until it succeeds or its attempts are spent. Never raises."""
+def process(app: Flask, trigger_id: uuid.UUID, held: datetime) -> None:
+    """Send one trigger leased until ``held`` until it succeeds or its attempts are spent.
+
+    Stops early when the lease is no longer ours (see ``_renew``). Never raises.
+    """
     try:
         with app.app_context():
-            _process(app, trigger_id)
+            _process(app, trigger_id, held)
     except Exception:
         log.exception("trigger=%s: unexpected failure; the lease will expire and retry", trigger_id)
+    finally:
+        local_runner(app).release(trigger_id)  # a local slot it reserved but did not use
 
 
-def _process(app: Flask, trigger_id: uuid.UUID) -> None:
+def _process(app: Flask, trigger_id: uuid.UUID, held: datetime) -> None:
     config = app.config
     state: _State | None = app.extensions.get(_EXTENSION)
     while True:
         try:
+            # Restart the lease clock now: time spent queued in the pool must not eat the send's.
+            renewed = _lease(app, 0)
+            if not _renew(trigger_id, held, renewed):
+                return  # the row is gone, or another poll took it over
+            held = renewed
             trigger = db.session.get(Trigger, trigger_id)
             if trigger is None:
                 return
@@ -168,17 +204,20 @@ def _process(app: Flask, trigger_id: uuid.UUID) -> None:
             if run is None or run.status != RunStatus.QUEUED.value:
                 _delete(trigger_id)  # the run is gone or already moved on: nothing to start
                 return
+            db.session.commit()  # hold no read transaction (snapshot) over the network call
             try:
-                send_job(config, run, trigger.origin)
+                _start_runner(app, trigger, run)
             except TriggerError as exc:
                 error = str(exc)
             else:
                 _delete(trigger_id)
-                log.info("run_id=%s: runner job sent to Daytona", run.id)
+                log.info("run_id=%s: runner started (%s)", run.id, trigger.backend)
                 return
             attempts = trigger.attempts + 1
             run_id = run.id
             if attempts >= config["TRIGGER_MAX_ATTEMPTS"]:
+                if not _renew(trigger_id, held, _lease(app, 0)):
+                    return
                 message = f"runner could not be started after {attempts} attempts: {error}"
                 log.warning("run_id=%s: %s", run_id, message)
                 runs.fail_run(run_id, message)
@@ -192,17 +231,17 @@ def _process(app: Flask, trigger_id: uuid.UUID) -> None:
                 error,
                 delay,
             )
-            with write_transaction() as session:
-                session.execute(
-                    update(Trigger)
-                    .where(Trigger.id == trigger_id)
-                    .values(
-                        attempts=attempts,
-                        last_error=error,
-                        next_attempt_at=utcnow() + timedelta(seconds=delay),
-                        claimed_until=_lease(app, delay),
-                    )
-                )
+            renewed = _lease(app, delay)
+            if not _renew(
+                trigger_id,
+                held,
+                renewed,
+                attempts=attempts,
+                last_error=error,
+                next_attempt_at=utcnow() + timedelta(seconds=delay),
+            ):
+                return
+            held = renewed
         finally:
             db.session.remove()
         if state is not None and state.stop.wait(delay):
@@ -211,8 +250,19 @@ def _process(app: Flask, trigger_id: uuid.UUID) -> None:
             time.sleep(delay)
 
 
+def _start_runner(app: Flask, trigger: Trigger, run: Run) -> None:
+    """Hand the run to its backend; raise TriggerError when that failed (worth a retry)."""
+    if trigger.backend == "local":
+        try:
+            local_runner(app).launch(trigger.id, run, trigger.origin)
+        except OSError as exc:
+            raise TriggerError(f"the local runner could not be started: {exc}") from None
+        return
+    send_job(app.config, run, trigger.origin)
+
+
 def _delete(trigger_id: uuid.UUID) -> None:
+    # A Core DELETE: the session's identity map may hold a row another process (or delete_run)
+    # has deleted meanwhile, and an ORM delete of it would warn "expected to delete 1 row".
     with write_transaction() as session:
-        trigger = session.get(Trigger, trigger_id)
-        if trigger is not None:
-            session.delete(trigger)
+        session.execute(delete(Trigger).where(Trigger.id == trigger_id))

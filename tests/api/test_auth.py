@@ -210,7 +210,9 @@ def test_session_is_renewed_on_use(app, client):
 
     with app.app_context():
         stale = utcnow() - timedelta(days=2)
-        db.session.execute(update(UserSession).values(updated_at=stale, expires_at=stale + timedelta(days=7)))
+        db.session.execute(
+            update(UserSession).values(updated_at=stale, expires_at=stale + timedelta(days=7))
+        )
         db.session.commit()
     assert client.get("/api/design/runs").status_code == 200
     with app.app_context():
@@ -268,14 +270,18 @@ def test_cli_creates_a_user_who_can_sign_in(app):
     )
     assert result.exit_code == 0, result.output
     assert "cli@example.com" in result.output
-    r = app.test_client().post(SIGN_IN, json={"email": "cli@example.com", "password": "password123"})
+    r = app.test_client().post(
+        SIGN_IN, json={"email": "cli@example.com", "password": "password123"}
+    )
     assert r.status_code == 200
 
 
 def test_cli_refuses_duplicate_and_short_password(app):
     runner = app.test_cli_runner()
     make_user(app, email="taken@example.com")
-    result = runner.invoke(args=["users", "create", "taken@example.com", "--password", "password123"])
+    result = runner.invoke(
+        args=["users", "create", "taken@example.com", "--password", "password123"]
+    )
     assert result.exit_code != 0 and "already exists" in result.output
     result = runner.invoke(args=["users", "create", "new@example.com", "--password", "short"])
     assert result.exit_code != 0 and "at least 8" in result.output

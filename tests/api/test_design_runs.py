@@ -11,8 +11,17 @@ from designrun.models.types import utcnow
 from tests.factories import make_run, make_user, runner_headers, sign_in
 
 RUN_FIELDS = {
-    "id", "accountId", "prompt", "config", "status", "progress", "error",
-    "createdAt", "updatedAt", "startedAt", "completedAt",
+    "id",
+    "accountId",
+    "prompt",
+    "config",
+    "status",
+    "progress",
+    "error",
+    "createdAt",
+    "updatedAt",
+    "startedAt",
+    "completedAt",
 }
 
 
@@ -152,8 +161,15 @@ def test_list_default_limit_is_20_and_status_filter(app, signed_in, user):
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=101", "limit=abc", "limit=-1", "status=paused", "cursor=%%%",
-     "cursor=bm90LWEtY3Vyc29y"],
+    [
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=-1",
+        "status=paused",
+        "cursor=%%%",
+        "cursor=bm90LWEtY3Vyc29y",
+    ],
 )
 def test_bad_list_parameters_are_400(signed_in, query):
     r = signed_in.get(f"/api/design/runs?{query}")
@@ -167,7 +183,9 @@ def test_limit_100_is_accepted(signed_in):
 
 def add_events(client, app, run, n):
     batch = {"events": [{"eventType": "log", "message": f"m{i}"} for i in range(n)]}
-    r = client.post(f"/api/runner/runs/{run.id}/events", json=batch, headers=runner_headers(app, run))
+    r = client.post(
+        f"/api/runner/runs/{run.id}/events", json=batch, headers=runner_headers(app, run)
+    )
     assert r.status_code == 200, r.get_json()
 
 
@@ -194,8 +212,10 @@ def test_events_default_limit_is_100(app, signed_in, user):
     assert len(page["events"]) == 100 and page["nextCursor"] == 100
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "after=-1", "after=x", "after=1.5",
-                                   "after=99999999999999999999"])
+@pytest.mark.parametrize(
+    "query",
+    ["limit=0", "limit=1001", "after=-1", "after=x", "after=1.5", "after=99999999999999999999"],
+)
 def test_bad_events_parameters_are_400(app, signed_in, user, query):
     run = make_run(app, user)
     r = signed_in.get(f"/api/design/runs/{run.id}/events?{query}")
@@ -217,7 +237,9 @@ def test_delete_removes_the_run_and_everything_that_refers_to_it(app, signed_in,
         assert db.session.scalar(select(func.count()).select_from(RunEvent)) == 0
     # its runner now learns the run is gone
     r = signed_in.post(
-        f"/api/runner/runs/{run.id}/status", json={"progress": 0.5}, headers=runner_headers(app, run)
+        f"/api/runner/runs/{run.id}/status",
+        json={"progress": 0.5},
+        headers=runner_headers(app, run),
     )
     assert r.status_code == 404
 

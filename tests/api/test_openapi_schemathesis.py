@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +22,10 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from designrun.api import openapi
+from designrun.auth.sessions import hash_token, new_token
+from designrun.extensions import db
+from designrun.models import UserSession
+from designrun.models.types import utcnow
 from tests.factories import (
     PASSWORD,
     bearer,
@@ -28,7 +33,6 @@ from tests.factories import (
     make_run,
     make_user,
     runner_headers,
-    sign_in,
 )
 
 # NUL characters are refused by design (PostgreSQL cannot store them; the document says so):
@@ -43,17 +47,16 @@ CHECKS = [
     schemathesis.checks.response_schema_conformance,
 ]
 # Moderate and derandomized: the file stays well under a minute per database, and CI sees
-# the same cases on every run.
-FUZZ = settings(
-    max_examples=25,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+# the same cases on every run. Sign-up and sign-in hash passwords (scrypt, slow on purpose).
+MAX_EXAMPLES = 25
+MAX_EXAMPLES_HASHING = 10
+HASHING = {"POST /api/auth/sign-up/email", "POST /api/auth/sign-in/email"}
 # These change the run so that later cases could only get 404/409: each case gets a new run.
 FRESH_RUN_PER_CASE = {"DELETE /api/design/runs/{runId}", "POST /api/runner/runs/{runId}/status"}
 SESSION_OPERATIONS = {"POST /api/auth/sign-out", "GET /api/auth/get-session"}
+# The drawn ``choice`` (0..4) picks this value for about one case in five: keep the generated
+# runId (with the legacy secret), e-mail and credentials instead of the real ones.
+KEEP_GENERATED = 1
 
 
 def _parameters() -> list[Any]:
@@ -71,48 +74,67 @@ def test_document_lists_every_operation():
     assert len(OPERATIONS) == 14, sorted(OPERATIONS)
 
 
+def _session_token(app: Any, user: Any) -> str:
+    """A live session for ``user``, stored directly (signing in would cost a scrypt check)."""
+    token = new_token()
+    now = utcnow()
+    with app.app_context():
+        db.session.add(
+            UserSession(
+                user_id=user.id,
+                token_hash=hash_token(token),
+                expires_at=now + timedelta(hours=1),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        db.session.commit()
+    return token
+
+
 def _use_real_account(case: Any, label: str, email: str, choice: int) -> None:
     """Random text is rarely an e-mail address: most auth cases use a real-looking one."""
-    if not isinstance(case.body, dict) or choice == 0:
+    if not isinstance(case.body, dict) or choice == KEEP_GENERATED:
         return
     if label == "POST /api/auth/sign-up/email":
         case.body["email"] = f"fuzz-{uuid.uuid4().hex[:12]}@example.com"
     elif label == "POST /api/auth/sign-in/email":
         case.body["email"] = email
-        if choice % 2:
+        if choice % 2 == 0:
             case.body["password"] = PASSWORD
 
 
 @pytest.mark.parametrize(("label", "mode"), _parameters())
 def test_operation_conforms_to_document_and_never_5xx(app, label, mode):
     operation = OPERATIONS[label]
+    api = operation.path.split("/")[2]  # runner, design or auth
     user = make_user(app)
-    session_token = sign_in(app.test_client(), user)
+    session_token = _session_token(app, user)
     shared_run = make_run(app, user, status="running")
     statuses: Counter[int] = Counter()
 
-    @FUZZ
+    @settings(
+        max_examples=MAX_EXAMPLES_HASHING if label in HASHING else MAX_EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode), choice=st.integers(0, 4))
     def fuzz(case: Any, choice: int) -> None:
-        # choice 0 (about one case in five) keeps the generated runId / credentials / e-mail.
+        real = choice != KEEP_GENERATED
+        run = make_run(app, user, status="running") if label in FRESH_RUN_PER_CASE else shared_run
+        if real and "runId" in (case.path_parameters or {}):
+            case.path_parameters["runId"] = str(run.id)
         headers: dict[str, str] = {}
-        if "runId" in (case.path_parameters or {}):
-            fresh = label in FRESH_RUN_PER_CASE
-            run = make_run(app, user, status="running") if fresh else shared_run
-            if choice:
-                case.path_parameters["runId"] = str(run.id)
-                headers = runner_headers(app, run)
-            else:
-                headers = legacy_headers(app)
-        if label.split(" ")[1].startswith("/api/design/") or (
-            label in SESSION_OPERATIONS and choice
-        ):
+        if api == "runner":
+            headers = runner_headers(app, run) if real else legacy_headers(app)
+        elif api == "design" or (label in SESSION_OPERATIONS and real):
             headers = bearer(session_token)
         if mode is GenerationMode.POSITIVE:
             _use_real_account(case, label, user.email, choice)
         response = case.call(app=app, headers=headers)
         statuses[response.status_code] += 1
-        print("STAT", label, mode, response.status_code, response.text[:200].replace("\n", " "))
         case.validate_response(response, checks=CHECKS, headers=headers)
 
     fuzz()

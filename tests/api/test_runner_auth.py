@@ -86,8 +86,9 @@ def test_missing_or_malformed_credentials_are_401(app, client, headers, endpoint
 @pytest.mark.parametrize(
     "make_token",
     [
-        pytest.param(lambda app, run: sign(app, claims_for(run, exp=int(time.time()) - 5)),
-                     id="expired"),
+        pytest.param(
+            lambda app, run: sign(app, claims_for(run, exp=int(time.time()) - 5)), id="expired"
+        ),
         pytest.param(lambda app, run: sign(app, claims_for(run), secret="x" * 40), id="wrong-key"),
         pytest.param(lambda app, run: sign(app, claims_for(run, scope="user")), id="wrong-scope"),
         pytest.param(lambda app, run: sign(app, claims_for(run, scope=None)), id="no-scope"),
@@ -106,7 +107,9 @@ def test_missing_or_malformed_credentials_are_401(app, client, headers, endpoint
 def test_invalid_tokens_are_401(app, client, make_token):
     run = make_run(app, make_user(app))
     token = make_token(app, run)
-    assert_401(call(client, run.id, "status", {"status": "running"}, {"Authorization": f"Bearer {token}"}))
+    assert_401(
+        call(client, run.id, "status", {"status": "running"}, {"Authorization": f"Bearer {token}"})
+    )
 
 
 def test_tampered_payload_is_401(app, client):
@@ -115,7 +118,9 @@ def test_tampered_payload_is_401(app, client):
     header, _, signature = runner_token(app, other.id).split(".")
     payload = jwt.utils.base64url_encode(json.dumps(claims_for(run)).encode()).decode()
     forged = f"{header}.{payload}.{signature}"
-    assert_401(call(client, run.id, "status", {"status": "running"}, {"Authorization": f"Bearer {forged}"}))
+    assert_401(
+        call(client, run.id, "status", {"status": "running"}, {"Authorization": f"Bearer {forged}"})
+    )
 
 
 def test_extra_claims_are_allowed(app, client):
@@ -156,9 +161,11 @@ def test_refresh_returns_a_new_valid_token_and_the_old_one_keeps_working(app, cl
 def test_token_ttl_follows_runner_token_ttl(app_factory):
     app = app_factory(RUNNER_TOKEN_TTL=120)
     run = make_run(app, make_user(app))
-    body = app.test_client().post(
-        f"/api/runner/runs/{run.id}/token", headers=runner_headers(app, run)
-    ).get_json()
+    body = (
+        app.test_client()
+        .post(f"/api/runner/runs/{run.id}/token", headers=runner_headers(app, run))
+        .get_json()
+    )
     claims = jwt.decode(body["runnerToken"], app.config["RUNNER_AUTH_SECRET"], algorithms=["HS256"])
     assert claims["exp"] - claims["iat"] == 120
 
@@ -189,4 +196,6 @@ def test_session_token_is_not_a_runner_credential(app, client):
     user = make_user(app)
     run = make_run(app, user)
     token = sign_in(client, user)
-    assert_401(call(client, run.id, "status", {"status": "running"}, {"Authorization": f"Bearer {token}"}))
+    assert_401(
+        call(client, run.id, "status", {"status": "running"}, {"Authorization": f"Bearer {token}"})
+    )

@@ -70,7 +70,9 @@ def test_batch_with_one_invalid_event_stores_nothing_and_names_it(app, client):
 
 def test_retry_with_same_idempotency_key_returns_original_id_and_stores_once(app, client):
     run = make_run(app, make_user(app), status="running")
-    first = post_events(client, app, run, {"eventType": "log", "message": "a", "idempotencyKey": "k"})
+    first = post_events(
+        client, app, run, {"eventType": "log", "message": "a", "idempotencyKey": "k"}
+    )
     again = post_events(
         client, app, run, {"eventType": "other", "message": "b", "idempotencyKey": "k"}
     )

@@ -92,7 +92,9 @@ def test_invalid_status_body_is_400_naming_the_field(app, client, body, field):
     assert field in r.get_json()["error"]
 
 
-@pytest.mark.parametrize("raw", [b'{"progress": NaN}', b'{"progress": Infinity}', b'{"progress": -Infinity}'])
+@pytest.mark.parametrize(
+    "raw", [b'{"progress": NaN}', b'{"progress": Infinity}', b'{"progress": -Infinity}']
+)
 def test_nan_and_infinity_are_400(app, client, raw):
     run = make_run(app, make_user(app), status="running")
     r = client.post(

@@ -1,8 +1,10 @@
 """A real moto S3 server on loopback, shared by the storage and API tests.
 
-Import the fixtures into a test module (``from tests.storage.s3server import moto_endpoint,
-s3_target``). ``moto_endpoint`` starts one server per test session (per xdist worker);
-``s3_target`` points boto3 at it through the standard AWS variables and makes a fresh bucket.
+A test module makes the fixtures its own by assignment (``s3_target = s3server.s3_target``,
+and likewise ``moto_endpoint``, which it depends on). ``moto_endpoint`` is session-scoped: one
+server per module that uses it, per test session (per xdist worker); registering this module as
+a plugin in tests/conftest.py would make it one in all. ``s3_target`` points boto3 at it through
+the standard AWS variables and makes a fresh bucket for each test.
 Nothing leaves 127.0.0.1: proxies, shared config files and instance metadata are switched off.
 """
 

@@ -11,6 +11,7 @@ from designrun.storage.keys import (
     MAX_KEY_BYTES,
     default_key,
     key_problem,
+    own_prefix,
     run_prefix,
     safe_file_name,
 )
@@ -94,6 +95,23 @@ def test_multibyte_characters_count_as_bytes_not_characters():
 
 def test_run_prefix_is_the_lower_case_id_with_a_trailing_slash():
     assert run_prefix(RUN_ID) == f"runs/{RUN_ID}/"
+
+
+@pytest.mark.parametrize(
+    ("key", "prefix"),
+    [
+        (f"runs/{RUN_ID}/a.png", f"runs/{RUN_ID}/"),
+        (f"runs/{RUN_ID}/deep/er/a.png", f"runs/{RUN_ID}/"),
+        (f"runs/{str(RUN_ID).upper()}/a.png", f"runs/{str(RUN_ID).upper()}/"),
+        (f"runs/{RUN_ID}", None),
+        (f"runs/{OTHER_ID}/a.png", None),
+        (f"exports/{RUN_ID}/a.png", None),
+        (f"RUNS/{RUN_ID}/a.png", None),
+        ("runs", None),
+    ],
+)
+def test_own_prefix_is_the_run_prefix_as_the_key_spells_it(key, prefix):
+    assert own_prefix(key, RUN_ID) == prefix
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import tracemalloc
 
 import pytest
 
+from designrun.storage.base import StorageKeyError
 from designrun.storage.local import LocalStorage
 from tests.storage.contract import MiB, PatternStream, StorageContract, stored_digest
 
@@ -82,6 +83,21 @@ def test_delete_prefix_outside_the_root_is_refused(tmp_path, prefix):
         storage.delete_prefix(prefix)
     assert (tmp_path / "sibling.txt").read_bytes() == b"keep"
     assert storage.size("runs/a/x") == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("x/a", "x/a/b"), ("x/a/b", "x/a"), ("x/a", "x/a/b/c"), ("x/a", "x/" + "n" * 300)],
+)
+def test_keys_a_folder_cannot_hold_are_refused_before_reading(tmp_path, first, second):
+    storage = LocalStorage(tmp_path)
+    storage.save_stream(first, io.BytesIO(b"1"), None)
+    stream = PatternStream(MiB)
+    with pytest.raises(StorageKeyError):
+        storage.save_stream(second, stream, None)
+    assert stream.position == 0
+    assert storage.size(first) == 1
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["a"]
 
 
 def test_save_stream_holds_only_a_chunk_in_memory(tmp_path):

@@ -18,7 +18,7 @@ from tests.triggers.support import (
     wait_for,
 )
 
-SLOW = 2.5
+SLOW = 2.0
 
 
 def test_create_answers_before_a_slow_daytona_and_the_job_still_arrives(daytona, app_factory):

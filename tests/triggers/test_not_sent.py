@@ -1,4 +1,4 @@
-"""When no job request is sent: no Daytona configured, or the run went away first."""
+"""When no job request is sent: no runner backend (RUNNER_BACKEND=none), or the run went away."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from tests.triggers.support import (
 )
 
 
-def test_without_daytona_url_no_trigger_is_written_and_run_stays_queued(daytona, app_factory):
-    app = app_factory(DAYTONA_API_KEY="dk-unused")
+def test_backend_none_writes_no_trigger_and_run_stays_queued(daytona, app_factory):
+    app = app_factory(RUNNER_BACKEND="none", DAYTONA_API_KEY="dk-unused")
     assert not app.config["DAYTONA_API_URL"]
     client, token = user_session(app)
     run = create_run(client, token)
@@ -26,8 +26,8 @@ def test_without_daytona_url_no_trigger_is_written_and_run_stays_queued(daytona,
     assert get_run(client, token, run["id"])["status"] == "queued"
 
 
-def test_without_daytona_url_a_started_dispatcher_sends_nothing(daytona, app_factory):
-    app = app_factory()
+def test_backend_none_with_a_started_dispatcher_sends_nothing(daytona, app_factory):
+    app = app_factory(RUNNER_BACKEND="none")
     dispatcher.start(app)
     client, token = user_session(app)
     run = create_run(client, token)

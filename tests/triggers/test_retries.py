@@ -82,7 +82,7 @@ def test_connection_refused_is_retried_then_run_failed_saying_unreachable(app_fa
 
 def test_hanging_daytona_counts_as_a_failed_attempt(daytona, app_factory):
     def hang(request):
-        time.sleep(1.5)
+        time.sleep(1.0)
         return Response("{}", status=200, content_type="application/json")
 
     daytona.expect_request("/jobs", method="POST").respond_with_handler(hang)

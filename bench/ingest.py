@@ -1,0 +1,616 @@
+"""Ingestion and read benchmark of designrun against the storage ceiling (bench/README.md).
+
+Starts designrun and ../shared/bench/ceiling_app.py under the same gunicorn settings (the
+project's gunicorn.conf.py, sync workers), on SQLite and on PostgreSQL, drives simulated runners
+over loopback with wrk (bench/wrk/*.lua), checks that every acknowledged event is stored exactly
+once and in order, and prints one table with ratios and PASS/FAIL against the targets:
+
+- single events, 16 runners: designrun >= 0.5 x the ceiling's rate (SQLite), p99 < 100 ms;
+- batches of 100 events: designrun >= 0.5 x the ceiling's event rate (SQLite);
+- reads (list-runs, events page): median latency with 10^6 stored events <= 1.5 x with 10^3;
+- exactly once, in order: the wrk logs (from the database) and the acked ids (through the API).
+
+    .venv/bin/python bench/ingest.py [--duration 10] [--quick] [--skip-pg] [--profile]
+
+Exit status: 0 when every target passes, 1 when one fails, 2 when the bench could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from dataset import (
+    Database,
+    ReadSet,
+    User,
+    ceiling_init_pg,
+    check_logs,
+    count_events,
+    create_runs,
+    load_large,
+    load_small,
+    migrate,
+    sign_up,
+    write_runs_file,
+)
+from harness import (
+    BENCH,
+    ROOT,
+    WrkResult,
+    clean_env,
+    cpu_busy,
+    create_pg_database,
+    drop_pg_database,
+    gunicorn,
+    have_wrk,
+    pg_dsn_for,
+    run_wrk,
+)
+from verify import verify
+
+from designrun.auth import runner_tokens
+
+CEILING_DIR = ROOT.parent / "shared" / "bench"
+RESULTS = BENCH / "results"
+INGEST_RATIO = 0.5
+P99_LIMIT_MS = 100.0
+READ_RATIO = 1.5
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    check: str
+    designrun: str
+    reference: str
+    ratio: str
+    target: str
+    verdict: str  # PASS, FAIL or info
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Bench:
+    """Options and the rows collected so far."""
+
+    args: argparse.Namespace
+    workdir: Path
+    rows: list[Row] = field(default_factory=list)
+    profiles: list[tuple[str, str]] = field(default_factory=list)
+    busy_before: float = 0.0
+
+    @property
+    def secret(self) -> str:
+        return "bench-runner-secret-" + "0" * 24
+
+    def env(self, db: Database, name: str) -> dict[str, str]:
+        instance = self.workdir / f"instance-{name}"
+        instance.mkdir(exist_ok=True)
+        return clean_env(
+            DATABASE_URL=db.url,
+            DESIGNRUN_INSTANCE_PATH=str(instance),
+            RUNNER_AUTH_SECRET=self.secret,
+            SECRET_KEY="bench-secret-key-" + "0" * 24,
+        )
+
+
+# --- ingestion -----------------------------------------------------------------------------------
+
+
+def _wrk_events(
+    bench: Bench, url: str, runs_file: Path, batch: int, prefix: str, seconds: float
+) -> WrkResult:
+    n = bench.args.connections
+    return run_wrk(
+        "runner_events.lua",
+        url,
+        n,
+        n,
+        seconds,
+        {"WRK_RUNS_FILE": str(runs_file), "WRK_BATCH": str(batch), "WRK_KEY_PREFIX": prefix},
+    )
+
+
+@dataclass
+class Target:
+    """A server under test: designrun or the ceiling app, with its database."""
+
+    name: str
+    url: str
+    db: Database
+    ceiling: bool
+    user: User | None = None
+    results: dict[str, list[WrkResult]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    stored: int = 0
+
+    def new_runs(self, bench: Bench, count: int) -> list[tuple[str, str]]:
+        """Fresh runs and their bearer tokens ("-": the ceiling has no auth)."""
+        if self.ceiling:
+            return [(str(uuid.uuid4()), "-") for _ in range(count)]
+        assert self.user is not None
+        ids = create_runs(self.url, self.user, count)
+        return [(str(i), runner_tokens.mint(bench.secret, i, 3600)[0]) for i in ids]
+
+    def median(self, phase: str) -> WrkResult:
+        """The median run of ``phase`` by rate (the only one with --rounds 1)."""
+        ordered = sorted(self.results[phase], key=lambda r: r.rate)
+        return ordered[(len(ordered) - 1) // 2]
+
+
+def measure(bench: Bench, target: Target, phase: str, rnd: int) -> None:
+    """One wrk run of ``phase`` against ``target`` on fresh runs; check the stored logs."""
+    size = bench.args.batch if phase == "batch" else 1
+    runs = target.new_runs(bench, bench.args.connections)
+    runs_file = write_runs_file(bench.workdir / f"runs-{target.name}-{phase}-{rnd}.txt", runs)
+    result = _wrk_events(
+        bench,
+        target.url,
+        runs_file,
+        0 if size == 1 else size,
+        f"{phase[0]}{rnd}",
+        bench.args.duration,
+    )
+    target.results.setdefault(phase, []).append(result)
+    check = check_logs(target.db, [run for run, _ in runs], target.ceiling)
+    target.problems += check.problems
+    target.stored += check.stored
+    low, high = result.acked * size, (result.requests + bench.args.connections) * size
+    if not low <= check.stored <= high:
+        target.problems.append(f"{phase}: {check.stored} events stored, acked {low}..{high}")
+    print(
+        f"    {target.name} {phase}: {result.rate * size:,.0f} ev/s, p99 {result.p99:.1f} ms,"
+        f" load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+
+def _ceiling_setup(bench: Bench, kind: str) -> tuple[Database, dict[str, str]]:
+    """A fresh database for the ceiling app in ``sqlite_seq`` or ``pg_seq`` mode, and its env."""
+    if kind == "sqlite":
+        path = bench.workdir / "ceiling.db"
+        if str(bench.args.ceiling_dir) not in sys.path:
+            sys.path.insert(0, str(bench.args.ceiling_dir))
+        sys.dont_write_bytecode = True  # shared/ is read-only
+        import ceiling_app  # the yardstick's own schema
+
+        ceiling_app.init_db(str(path), True)
+        db = Database("sqlite", f"sqlite:///{path}")
+        return db, {"CEILING_MODE": "sqlite_seq", "CEILING_DB": str(path)}
+    dsn = _pg_database(bench, f"ceiling_bench_{os.getpid()}")
+    ceiling_init_pg(dsn)
+    return Database("postgresql", dsn), {"CEILING_MODE": "pg_seq", "CEILING_PG_DSN": dsn}
+
+
+def run_ingest(bench: Bench, kind: str, db: Database) -> tuple[Target, Target, Any]:
+    """Ceiling and designrun served side by side; measurements alternate between them.
+
+    Alternating (ceiling, designrun) per phase and round keeps slow drifts of a shared machine
+    out of the ratios. Only the server being measured is busy; the other waits in accept().
+    """
+    ceiling_db, ceiling_env = _ceiling_setup(bench, kind)
+    migrate(db, bench.env(db, f"designrun-{kind}"), bench.args.app_root)
+    workers, workdir = bench.args.workers, bench.workdir
+    with (
+        gunicorn(
+            f"ceiling-{kind}",
+            "ceiling_app:app",
+            {**bench.env(ceiling_db, f"ceiling-{kind}"), **ceiling_env},
+            workdir,
+            workers,
+            chdir=bench.args.ceiling_dir,
+            root=bench.args.app_root,
+        ) as ceiling_server,
+        gunicorn(
+            f"designrun-{kind}",
+            "wsgi:app",
+            bench.env(db, f"designrun-{kind}"),
+            workdir,
+            workers,
+            chdir=None,
+            root=bench.args.app_root,
+        ) as server,
+    ):
+        ceiling = Target("ceiling", ceiling_server.url, ceiling_db, ceiling=True)
+        ours = Target(
+            "designrun",
+            server.url,
+            db,
+            ceiling=False,
+            user=sign_up(server.url, f"ingest-{kind}@bench.example"),
+        )
+        for target in (ceiling, ours):  # warm-up: imports, connections, page cache
+            runs_file = write_runs_file(workdir / "runs-warm.txt", target.new_runs(bench, 4))
+            _wrk_events(bench, target.url, runs_file, 0, "w", 2)
+        for rnd in range(bench.args.rounds):
+            for phase in ("single", "batch"):
+                for target in (ceiling, ours):
+                    measure(bench, target, phase, rnd)
+        print(f"  designrun-{kind}: verifying acked events through the API", flush=True)
+        assert ours.user is not None
+        verify_runs = [
+            (uuid.UUID(run), token) for run, token in ours.new_runs(bench, bench.args.connections)
+        ]
+        checked = verify(server.url, ours.user, verify_runs, bench.args.verify_seconds)
+        if bench.args.profile:
+            _profile(bench, server, ours, f"designrun-{kind}")
+    return ours, ceiling, checked
+
+
+def _profile(bench: Bench, server: Any, ours: Target, name: str) -> None:
+    """py-spy over every worker while wrk drives single events, then batches."""
+    import sampling
+
+    RESULTS.mkdir(exist_ok=True)
+    seconds = bench.args.duration
+    for phase, batch in (("single", 0), ("batch", bench.args.batch)):
+        raw = RESULTS / f"profile-{name}-{phase}.txt"
+        runs_file = write_runs_file(
+            bench.workdir / "runs-profile.txt", ours.new_runs(bench, bench.args.connections)
+        )
+        spy = sampling.start(server.proc.pid, seconds, raw)
+        try:
+            time.sleep(1)  # py-spy attaches to each worker
+            _wrk_events(bench, server.url, runs_file, batch, f"p{phase[0]}", seconds - 1)
+        finally:
+            _, err = spy.communicate(timeout=seconds + 60)
+        if spy.returncode != 0 or not raw.exists():
+            bench.profiles.append((f"{name} {phase}", f"  py-spy failed: {err.decode()[-500:]}"))
+            continue
+        bench.profiles.append(
+            (f"{name} {phase} ({raw.relative_to(ROOT)})", sampling.summarise(raw))
+        )
+
+
+def _rate_row(
+    bench: Bench, kind: str, phase: str, ours: Target, ceiling: Target, p99_limit: bool
+) -> Row:
+    size = bench.args.batch if phase == "batch" else 1
+    a, b = ours.median(phase), ceiling.median(phase)
+    ratio = a.rate / b.rate if b.rate else 0.0
+    ok = ratio >= INGEST_RATIO and not a.non_2xx and not a.errors
+    target = f">= {INGEST_RATIO}x"
+    if p99_limit:
+        ok = ok and a.p99 < P99_LIMIT_MS
+        target += f", p99 < {P99_LIMIT_MS:.0f} ms"
+    what = "single events" if size == 1 else f"batches of {size}"
+    return Row(
+        f"{kind}: {what}, {bench.args.connections} runners",
+        f"{a.rate * size:,.0f} ev/s p99 {a.p99:.1f} ms",
+        f"{b.rate * size:,.0f} ev/s p99 {b.p99:.1f} ms",
+        f"{ratio:.2f}x",
+        target,
+        ("PASS" if ok else "FAIL") if kind == "sqlite" else "info",
+        {
+            "designrun": [asdict(r) for r in ours.results[phase]],
+            "ceiling": [asdict(r) for r in ceiling.results[phase]],
+        },
+    )
+
+
+def ingest_rows(bench: Bench, kind: str, ours: Target, ceiling: Target, checked: Any) -> None:
+    """Table rows for one backend's ingestion and verification.
+
+    The rate targets are graded on SQLite (the ceiling's own backend); on PostgreSQL the rows
+    compare with the ceiling's pg_seq mode for information.
+    """
+    bench.rows.append(_rate_row(bench, kind, "single", ours, ceiling, p99_limit=True))
+    bench.rows.append(_rate_row(bench, kind, "batch", ours, ceiling, p99_limit=False))
+    failures = sum(r.non_2xx + r.errors for runs in ours.results.values() for r in runs)
+    problems = ours.problems + checked.problems
+    if failures:
+        problems.append(f"{failures} wrk requests failed (non-2xx or socket errors)")
+    bench.rows.append(
+        Row(
+            f"{kind}: exactly once, in order",
+            f"wrk {ours.stored:,} stored; API {checked.acked_events:,} acked / "
+            f"{checked.stored_events:,} stored",
+            f"ceiling {ceiling.stored:,} stored, {len(ceiling.problems)} problems",
+            "",
+            "every ack stored once, in order",
+            "PASS" if not problems and checked.ok else "FAIL",
+            {
+                "problems": problems[:20],
+                "verification": asdict(checked),
+                "ceiling_problems": ceiling.problems[:20],
+            },
+        )
+    )
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+
+def _collect_cursors(url: str, user: User, wanted: int) -> list[str | None]:
+    """Cursors spread over the account's whole run list (walking it 100 runs a page)."""
+    cursors: list[str | None] = [None]
+    cursor: str | None = None
+    with requests.Session() as http:
+        http.headers["Authorization"] = f"Bearer {user.token}"
+        while True:
+            params: dict[str, str | int] = {"limit": 100}
+            if cursor:
+                params["cursor"] = cursor
+            resp = http.get(f"{url}/api/design/runs", params=params, timeout=60)
+            resp.raise_for_status()
+            cursor = resp.json()["nextCursor"]
+            if cursor is None:
+                break
+            cursors.append(cursor)
+    step = max(1, len(cursors) // wanted)
+    return cursors[::step]
+
+
+def _read_paths(bench: Bench, url: str, read_set: ReadSet) -> dict[str, list[str]]:
+    runs = []
+    for i, cursor in enumerate(_collect_cursors(url, read_set.user, 50)):
+        path = "/api/design/runs?limit=20" + (f"&cursor={cursor}" if cursor else "")
+        runs.append(path + ("&status=completed" if i % 2 else ""))
+    top = max(0, read_set.target_events - 100)
+    rng = uuid.uuid4().int
+    events = [
+        f"/api/design/runs/{read_set.target_run}/events?limit=100&after={(rng >> i) % (top + 1)}"
+        for i in range(500)
+    ]
+    return {"list-runs": runs, "events-page": events}
+
+
+def _read_env(bench: Bench, url: str, read_set: ReadSet, label: str) -> dict[str, dict[str, str]]:
+    """Per endpoint, the wrk environment of a reads.lua run (its paths checked once first)."""
+    envs = {}
+    for endpoint, paths in _read_paths(bench, url, read_set).items():
+        resp = requests.get(
+            url + paths[-1], headers={"Authorization": f"Bearer {read_set.user.token}"}, timeout=30
+        )
+        if resp.status_code != 200:
+            raise RuntimeError(f"{endpoint} {paths[-1]}: {resp.status_code} {resp.text[:300]}")
+        paths_file = bench.workdir / f"paths-{label}-{endpoint}.txt"
+        paths_file.write_text("\n".join(paths) + "\n")
+        envs[endpoint] = {"WRK_PATHS_FILE": str(paths_file), "WRK_TOKEN": read_set.user.token}
+    return envs
+
+
+def _median(results: list[WrkResult]) -> WrkResult:
+    return sorted(results, key=lambda r: r.p50)[(len(results) - 1) // 2]
+
+
+def run_reads(bench: Bench, kind: str, small_db: Database, large_db: Database) -> None:
+    """List-runs and events-page latency with 10^3 versus ``--large-events`` stored events.
+
+    Two databases served side by side, the large one being the small one plus the bulk load;
+    measurements alternate between them (``--rounds``), so machine drift cancels out.
+    """
+    servers = {}
+    sets = {}
+    with contextlib.ExitStack() as stack:
+        for label, db in (("small", small_db), ("large", large_db)):
+            name = f"reads-{label}-{kind}"
+            migrate(db, bench.env(db, name), bench.args.app_root)
+            servers[label] = stack.enter_context(
+                gunicorn(
+                    name,
+                    "wsgi:app",
+                    bench.env(db, name),
+                    bench.workdir,
+                    bench.args.workers,
+                    chdir=None,
+                    root=bench.args.app_root,
+                )
+            )
+            user = sign_up(servers[label].url, f"reads-{kind}@bench.example")
+            sets[label] = load_small(db, user, runs=100, events=1000)
+        print(f"  reads-{kind}: loading {bench.args.large_events:,} events", flush=True)
+        seconds = load_large(large_db, sets["large"], bench.args.large_events, target_share=0.2)
+        stored = count_events(large_db)
+        print(f"  reads-{kind}: {stored:,} events loaded in {seconds:.0f} s", flush=True)
+        envs = {
+            label: _read_env(bench, servers[label].url, sets[label], label) for label in servers
+        }
+        n = bench.args.read_connections
+        results: dict[tuple[str, str], list[WrkResult]] = {}
+        for label in servers:  # warm-up
+            for env in envs[label].values():
+                run_wrk("reads.lua", servers[label].url, n, n, 1, env)
+        for _ in range(max(2, bench.args.rounds)):
+            for endpoint in ("list-runs", "events-page"):
+                for label in servers:
+                    result = run_wrk(
+                        "reads.lua",
+                        servers[label].url,
+                        n,
+                        n,
+                        bench.args.read_seconds,
+                        envs[label][endpoint],
+                    )
+                    results.setdefault((label, endpoint), []).append(result)
+    for endpoint in ("list-runs", "events-page"):
+        a = _median(results[("small", endpoint)])
+        b = _median(results[("large", endpoint)])
+        ratio = b.p50 / a.p50 if a.p50 else 0.0
+        clean = not any(
+            r.non_2xx or r.errors
+            for key, runs in results.items()
+            if key[1] == endpoint
+            for r in runs
+        )
+        bench.rows.append(
+            Row(
+                f"{kind}: {endpoint} p50 (p99), 1e3 vs {stored:.0e} events",
+                f"{b.p50:.1f} ({b.p99:.1f}) ms, {b.rate:,.0f} req/s",
+                f"{a.p50:.1f} ({a.p99:.1f}) ms, {a.rate:,.0f} req/s",
+                f"{ratio:.2f}x",
+                f"<= {READ_RATIO}x",
+                "PASS" if ratio <= READ_RATIO and clean else "FAIL",
+                {
+                    "small": [asdict(r) for r in results[("small", endpoint)]],
+                    "large": [asdict(r) for r in results[("large", endpoint)]],
+                    "stored_events": stored,
+                    "target_run_events": sets["large"].target_events,
+                    "account_runs": sets["large"].account_runs,
+                },
+            )
+        )
+
+
+# --- driver --------------------------------------------------------------------------------------
+
+
+def _pg_database(bench: Bench, name: str) -> str:
+    create_pg_database(bench.args.pg_dsn, name)
+    bench.args.pg_created.append(name)
+    return pg_dsn_for(bench.args.pg_dsn, name)
+
+
+def run_backend(bench: Bench, kind: str) -> None:
+    print(f"{kind}:", flush=True)
+    if kind == "sqlite":
+        db = Database("sqlite", f"sqlite:///{bench.workdir / 'designrun.db'}")
+        small_db = Database("sqlite", f"sqlite:///{bench.workdir / 'reads-small.db'}")
+        large_db = Database("sqlite", f"sqlite:///{bench.workdir / 'reads-large.db'}")
+    else:
+        db = Database("postgresql", _pg_database(bench, f"designrun_bench_{os.getpid()}"))
+        pid = os.getpid()
+        small_db = Database("postgresql", _pg_database(bench, f"designrun_reads_small_{pid}"))
+        large_db = Database("postgresql", _pg_database(bench, f"designrun_reads_large_{pid}"))
+    if not bench.args.skip_ingest:
+        ours, ceiling, checked = run_ingest(bench, kind, db)
+        ingest_rows(bench, kind, ours, ceiling, checked)
+    if not bench.args.skip_reads:
+        run_reads(bench, kind, small_db, large_db)
+
+
+def print_table(rows: list[Row]) -> None:
+    headers = ("check", "designrun", "reference (ceiling / 1e3)", "ratio", "target", "result")
+    cells = [headers] + [
+        (r.check, r.designrun, r.reference, r.ratio, r.target, r.verdict) for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
+    for i, line in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per ingestion run")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="4 s runs and 10^5 events for the large read set (a smoke test)",
+    )
+    parser.add_argument("--skip-pg", action="store_true", help="SQLite only")
+    parser.add_argument("--skip-reads", action="store_true", help="no read benchmark")
+    parser.add_argument("--skip-ingest", action="store_true", help="reads only")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the designrun workers after the measurements"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternating measurements per phase; the median is reported",
+    )
+    parser.add_argument("--connections", type=int, default=16, help="concurrent runners")
+    parser.add_argument("--workers", type=int, default=5, help="gunicorn sync workers, both apps")
+    parser.add_argument("--batch", type=int, default=100, help="events per batch request")
+    parser.add_argument("--large-events", type=int, default=1_000_000)
+    parser.add_argument("--read-connections", type=int, default=2, help="concurrent readers")
+    parser.add_argument("--verify-seconds", type=float, default=5)
+    parser.add_argument(
+        "--pg-dsn",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a database to create and drop the scratch databases from",
+    )
+    parser.add_argument("--ceiling-dir", type=Path, default=CEILING_DIR)
+    parser.add_argument(
+        "--app-root",
+        type=Path,
+        default=ROOT,
+        help="serve designrun (wsgi.py, gunicorn.conf.py) from this tree: A/B a patch",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
+    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration = min(args.duration, 4)
+        args.large_events = min(args.large_events, 100_000)
+        args.verify_seconds = min(args.verify_seconds, 3)
+    args.read_seconds = max(3.0, args.duration / 2)  # per run; max(2, --rounds) runs each
+    args.pg_created = []
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not have_wrk():
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    if not (args.ceiling_dir / "ceiling_app.py").exists():
+        print(f"no ceiling_app.py in {args.ceiling_dir} (--ceiling-dir)", file=sys.stderr)
+        return 2
+    busy = cpu_busy(2.0)
+    if busy > 0.25:
+        print(
+            f"warning: the CPU is {busy:.0%} busy before the bench starts (other jobs): "
+            "every number will be low and p99 high; compare ratios only",
+            flush=True,
+        )
+    bench = Bench(args, Path(tempfile.mkdtemp(prefix="designrun-bench-")))
+    bench.busy_before = busy
+    started = time.monotonic()
+    try:
+        for kind in ("sqlite", *(() if args.skip_pg else ("postgresql",))):
+            run_backend(bench, kind)
+    finally:
+        for name in args.pg_created:
+            drop_pg_database(args.pg_dsn, name)
+        if args.keep:
+            print(f"scratch folder kept: {bench.workdir}")
+        else:
+            shutil.rmtree(bench.workdir, ignore_errors=True)
+    print(
+        f"\ndesignrun ingestion and reads vs the storage ceiling "
+        f"({args.workers} sync workers each, {os.cpu_count()} cores, "
+        f"{args.duration:.0f} s per run, {time.monotonic() - started:.0f} s in all, "
+        f"CPU {bench.busy_before:.0%} busy before start)\n"
+    )
+    print_table(bench.rows)
+    for title, text in bench.profiles:
+        print(f"\nprofile: {title}\n{text}")
+    failed = [r for r in bench.rows if r.verdict == "FAIL"]
+    for row in failed:
+        for problem in row.data.get("problems", [])[:5]:
+            print(f"  {row.check}: {problem}")
+    if not args.no_json:
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "cpu_busy_before": bench.busy_before,
+                    "rows": [asdict(r) for r in bench.rows],
+                },
+                indent=2,
+            )
+        )
+        print(f"\nresults: {out.relative_to(ROOT)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,750 @@
+"""The runner client (API.md § Runner API): one ``RunnerClient`` per run.
+
+Importable by any Python runner: it needs only the standard library and ``requests``, never
+Flask, SQLAlchemy or designrun's server modules.
+
+Delivery rules, in short:
+
+- ``event()`` only enqueues (it never touches the network). Every event gets an idempotency key
+  ``"<client uuid>:<counter>"`` when it is enqueued, so a batch resent after a lost response is
+  stored once (the server answers the original ids).
+- One sender at a time (``_send_lock``) takes batches from the head of the queue and removes them
+  only once the server has acknowledged them. That is what keeps the order, and it is why a batch
+  that exhausts its retries stays at the head: the next flush (background or explicit) resends it,
+  and later events queue behind it, until ``close()``.
+- Connection errors, timeouts, 429 and 5xx are retried with capped exponential backoff and jitter
+  (``Retry-After`` wins when the server sends one, capped too). Other 4xx are final: ``409
+  run_finished`` becomes ``RunCancelled``, anything else ``RunnerError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import json
+import logging
+import math
+import mimetypes
+import os
+import random
+import re
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import IO, Any
+
+import requests
+
+log = logging.getLogger("designrun.runner")
+
+STATUSES = frozenset({"running", "completed", "failed", "cancelled"})
+MAX_BATCH = 1000  # API.md: a batch carries 1 to 1000 events
+# API.md § Details pinned, Limits: checked here too, so that a bad event fails in event() at once
+# instead of being refused by the server later, far from the code that made it.
+MAX_EVENT_TYPE = 100
+MAX_MESSAGE = 65_536
+MAX_JSON_OBJECT_BYTES = 64 * 1024
+_CALLBACK_PATH = re.compile(r"/api/runner/runs/([^/]+)/?$")
+_CHUNK = 64 * 1024
+_RETRYABLE_EXCEPTIONS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+class RunnerError(Exception):
+    """A runner API call failed for good (a 4xx, or retries exhausted).
+
+    ``status`` is the last HTTP status (``None`` for a connection error), ``code`` the API's
+    machine code when the server sent one, ``retryable`` whether a later attempt may succeed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+
+
+class RunCancelled(RunnerError):
+    """The run is terminal server-side (``409 run_finished``): the runner must stop."""
+
+    def __init__(self, message: str, *, run_status: str | None) -> None:
+        super().__init__(message, status=409, code="run_finished")
+        self.run_status = run_status
+
+
+class _Interrupted(Exception):
+    """The background flusher gives way (to close() or an explicit flush())."""
+
+
+@dataclass(slots=True)
+class _Event:
+    number: int
+    enqueued_at: float
+    wire: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Upload:
+    path: str
+    fields: list[tuple[str, str]]
+    filename: str
+    content_type: str
+
+
+def run_id_from_callback(callback_url: str) -> str:
+    """The run id at the end of a callback URL (``…/api/runner/runs/<runId>``)."""
+    parts = urllib.parse.urlsplit(callback_url)
+    match = _CALLBACK_PATH.search(parts.path or "")
+    if parts.scheme not in ("http", "https") or not parts.netloc or match is None:
+        raise ValueError("callback_url: expected http(s)://…/api/runner/runs/<runId>")
+    return match.group(1)
+
+
+def _jwt_claims(token: str) -> dict[str, Any] | None:
+    """The payload of a JWT, read without verification (only to learn ``exp``); else None."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def _check_strings(value: Any, path: str) -> None:
+    # The server refuses NUL characters and lone surrogates (PostgreSQL cannot store them).
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{path}: must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{path}: invalid Unicode (lone surrogate)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key, path)
+            _check_strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_strings(item, f"{path}[{index}]")
+
+
+def _json_object(value: Any, name: str) -> dict[str, Any]:
+    """A deep copy of a JSON object within the API's 64 KiB limit, or ValueError/TypeError."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name}: must be a dict")
+    text = json.dumps(dict(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    _check_strings(value, name)
+    size = len(text.encode("utf-8"))
+    if size > MAX_JSON_OBJECT_BYTES:
+        raise ValueError(f"{name}: must be at most {MAX_JSON_OBJECT_BYTES} bytes as JSON ({size})")
+    copy: dict[str, Any] = json.loads(text)
+    return copy
+
+
+def _progress(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("progress: must be a finite number")
+    return float(value)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _response_json(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+class _MultipartBody:
+    """A multipart/form-data body read from an open file in chunks, with a known length.
+
+    ``requests`` sends an object with ``read``/``__iter__``/``__len__`` as a stream with a
+    ``Content-Length`` header, so the file is never held whole in memory.
+    """
+
+    def __init__(self, head: bytes, file: IO[bytes], file_size: int, tail: bytes) -> None:
+        self._head = head
+        self._file = file
+        self._left = file_size
+        self._tail = tail
+        self._length = len(head) + file_size + len(tail)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = _CHUNK) -> bytes:
+        size = size if size and size > 0 else _CHUNK
+        if self._head:
+            chunk, self._head = self._head[:size], self._head[size:]
+            return chunk
+        if self._left > 0:
+            chunk = self._file.read(min(size, self._left))
+            if not chunk:
+                raise OSError("the file shrank while it was being uploaded")
+            self._left -= len(chunk)
+            return chunk
+        chunk, self._tail = self._tail[:size], self._tail[size:]
+        return chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(_CHUNK):
+            yield chunk
+
+
+def _quote_header(value: str) -> bytes:
+    # HTML's multipart/form-data encoding: UTF-8, with '"', CR and LF percent-escaped.
+    escaped = value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    return escaped.encode("utf-8")
+
+
+class RunnerClient:
+    """Reports one run to designrun: status, progress, events and artifacts.
+
+    Thread-safe: ``event()`` may be called from several threads; the order of the ``event()``
+    calls is the order the server stores them in. Use it as a context manager (or call
+    ``close()``) so that queued events get their final flush.
+    """
+
+    def __init__(
+        self,
+        callback_url: str,
+        token: str,
+        *,
+        batch_size: int = 100,
+        flush_interval: float = 0.5,
+        max_attempts: int = 8,
+        backoff_base: float = 0.25,
+        backoff_cap: float = 10.0,
+        timeout: float = 30.0,
+        refresh_margin: float = 300.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not isinstance(token, str) or not token.strip() or not token.strip().isprintable():
+            raise ValueError("token: must be a non-empty string of printable characters")
+        if batch_size < 1 or max_attempts < 1 or timeout <= 0:
+            raise ValueError("batch_size and max_attempts must be >= 1, timeout > 0")
+        if min(flush_interval, backoff_base, backoff_cap, refresh_margin) < 0:
+            raise ValueError("flush_interval, backoff_base, backoff_cap, refresh_margin: >= 0")
+        self.run_id: str = run_id_from_callback(callback_url)
+        self.cancelled: bool = False
+        self.run_status: str | None = None
+        self._base_url = callback_url.rstrip("/")
+        self._batch_size = min(batch_size, MAX_BATCH)
+        self._flush_interval = flush_interval
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._timeout = timeout
+        self._refresh_margin = refresh_margin
+        self._own_session = session is None
+        self._session = session if session is not None else requests.Session()
+        self._random = random.Random()  # noqa: S311  (jitter, not security)
+        self._sleep: Callable[[float], None] = time.sleep  # a seam for tests
+
+        self._token = ""
+        self._token_exp: float | None = None
+        self._refresh_at: float | None = None
+        self._refresh_retry_at = 0.0
+        self._refresh_lock = threading.Lock()
+        self._set_token(token.strip(), refreshed=False)
+
+        # _cond guards the queue and the flags below. _send_lock is held by whoever is
+        # sending events; only that holder removes events from the queue (from the head).
+        self._cond = threading.Condition()
+        self._send_lock = threading.Lock()
+        self._queue: collections.deque[_Event] = collections.deque()
+        self._key_prefix = str(uuid.uuid4())
+        self._counter = 0
+        self._flush_waiters = 0
+        self._paused = False
+        self._closing = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._single_left = 0  # events to send one by one, to find the one the server refuses
+
+    @classmethod
+    def from_job(cls, job: Mapping[str, Any], **kwargs: Any) -> RunnerClient:
+        """A client for the run in an API.md job request (``callbackUrl``, ``runnerToken``)."""
+        callback = job.get("callbackUrl")
+        token = job.get("runnerToken") or job.get("runnerSecret")
+        if not isinstance(callback, str) or not callback:
+            raise ValueError("job: callbackUrl is missing")
+        if not isinstance(token, str) or not token:
+            raise ValueError("job: runnerToken (or runnerSecret) is missing")
+        run_id = job.get("runId")
+        if run_id is not None and str(run_id).lower() != run_id_from_callback(callback).lower():
+            raise ValueError("job: runId does not match the run in callbackUrl")
+        return cls(callback, token, **kwargs)
+
+    # -- status and progress --------------------------------------------------------------
+
+    def set_status(
+        self, status: str, *, progress: float | None = None, error: str | None = None
+    ) -> dict[str, Any]:
+        """Report the run's status; queued events are flushed first, so they come before it.
+
+        Raises RunCancelled when the run is already terminal with another status.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status: must be one of {sorted(STATUSES)}")
+        body: dict[str, Any] = {"status": status}
+        if progress is not None:
+            body["progress"] = _progress(progress)
+        if error is not None:
+            if not isinstance(error, str):
+                raise TypeError("error: must be a string")
+            body["error"] = error
+        self.flush()
+        return self._post("status", json_body=body)
+
+    def set_progress(self, progress: float) -> dict[str, Any]:
+        """Report progress (the server clamps it into [0, 1]); RunCancelled on a finished run."""
+        return self._post("status", json_body={"progress": _progress(progress)})
+
+    # -- events ---------------------------------------------------------------------------
+
+    def event(
+        self, event_type: str, message: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Queue an event; the background flusher sends it. Never waits for the network.
+
+        Raises ValueError/TypeError at once for an event the server would refuse.
+        """
+        if not isinstance(event_type, str) or not 1 <= len(event_type) <= MAX_EVENT_TYPE:
+            raise ValueError(f"event_type: a string of 1 to {MAX_EVENT_TYPE} characters")
+        _check_strings(event_type, "event_type")
+        wire: dict[str, Any] = {"eventType": event_type}
+        if message is not None:
+            if not isinstance(message, str) or len(message) > MAX_MESSAGE:
+                raise ValueError(f"message: a string of at most {MAX_MESSAGE} characters")
+            _check_strings(message, "message")
+            wire["message"] = message
+        if metadata is not None:
+            wire["metadata"] = _json_object(metadata, "metadata")
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("RunnerClient is closed")
+            self._counter += 1
+            wire["idempotencyKey"] = f"{self._key_prefix}:{self._counter}"
+            self._queue.append(_Event(self._counter, time.monotonic(), wire))
+            if self._thread is None and not self._closing:
+                self._thread = threading.Thread(
+                    target=self._flusher, name=f"designrun-runner-{self.run_id[:8]}", daemon=True
+                )
+                self._thread.start()
+            if len(self._queue) == 1 or len(self._queue) >= self._batch_size:
+                self._cond.notify_all()
+
+    @property
+    def pending(self) -> int:
+        """How many events are queued and not yet acknowledged by the server."""
+        with self._cond:
+            return len(self._queue)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send every event queued so far, in order.
+
+        Raises RunnerError when they could not all be sent (retries exhausted, a 4xx, or
+        ``timeout`` seconds elapsed); the unsent events stay queued for the next flush.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if not self._queue:
+                return
+            upto = self._counter
+            self._flush_waiters += 1  # the background flusher gives way (see _pause)
+            self._cond.notify_all()
+        try:
+            wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._send_lock.acquire(timeout=wait):
+                raise RunnerError("flush timed out", code="timeout", retryable=True)
+        finally:
+            with self._cond:
+                self._flush_waiters -= 1
+                self._cond.notify_all()
+        try:
+            self._drain(upto=upto, deadline=deadline, background=False)
+            with self._cond:
+                self._paused = False  # an explicit flush got through: resume the flusher
+                self._cond.notify_all()
+        finally:
+            self._send_lock.release()
+
+    def _drain(self, *, upto: int | None, deadline: float | None, background: bool) -> None:
+        """Send batches from the head of the queue (caller holds _send_lock)."""
+        while True:
+            with self._cond:
+                if not self._queue or (upto is not None and self._queue[0].number > upto):
+                    return
+                size = 1 if self._single_left else self._batch_size
+                batch = [self._queue[i] for i in range(min(size, len(self._queue)))]
+            try:
+                self._post(
+                    "events",
+                    json_body={"events": [e.wire for e in batch]},
+                    deadline=deadline,
+                    background=background,
+                )
+            except RunnerError as exc:
+                if exc.status not in (400, 413):
+                    raise
+                # The server refused the content. Resend the batch one event at a time; the
+                # single event it still refuses is dropped, so that it cannot block the log.
+                if len(batch) > 1:
+                    self._single_left = len(batch)
+                    continue
+                log.error(
+                    "run %s: the server refused event %r and it is dropped: %s",
+                    self.run_id,
+                    batch[0].wire["eventType"],
+                    exc,
+                )
+            with self._cond:
+                for _ in batch:
+                    self._queue.popleft()
+            self._single_left = max(0, self._single_left - len(batch))
+
+    def _flusher(self) -> None:
+        """The background thread: flush on batch_size, or flush_interval after an event."""
+        failures = 0
+        retry_at = 0.0
+        while True:
+            with self._cond:
+                while True:
+                    if self._closing:
+                        return
+                    if not self._queue or self._paused or self._flush_waiters:
+                        self._cond.wait()
+                        continue
+                    due = self._queue[0].enqueued_at + self._flush_interval
+                    if failures:
+                        due = max(due, retry_at)
+                    elif len(self._queue) >= self._batch_size:
+                        break
+                    remaining = due - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            with self._send_lock:
+                try:
+                    self._drain(upto=None, deadline=None, background=True)
+                    failures = 0
+                except _Interrupted:
+                    continue
+                except RunnerError as exc:
+                    failures += 1
+                    if not exc.retryable:
+                        # A 401/403/404 will not heal by itself: wait for an explicit flush().
+                        with self._cond:
+                            self._paused = True
+                        log.error("run %s: events not sent, flusher paused: %s", self.run_id, exc)
+                    else:
+                        log.warning("run %s: events not sent yet, will retry: %s", self.run_id, exc)
+                except Exception:
+                    failures += 1
+                    log.exception("run %s: unexpected error in the event flusher", self.run_id)
+                if failures:
+                    delay = max(self._flush_interval, self._backoff_base) * 2 ** min(failures, 30)
+                    retry_at = time.monotonic() + min(self._backoff_cap, delay)
+
+    # -- artifacts ------------------------------------------------------------------------
+
+    def register_artifact(
+        self,
+        artifact_type: str,
+        storage_key: str,
+        *,
+        content_type: str | None = None,
+        size_bytes: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Register an object the runner stored elsewhere; the answer carries ``artifactId``."""
+        body: dict[str, Any] = {"artifactType": artifact_type, "storageKey": storage_key}
+        if content_type is not None:
+            body["contentType"] = content_type
+        if size_bytes is not None:
+            body["sizeBytes"] = size_bytes
+        if metadata is not None:
+            body["metadata"] = _json_object(metadata, "metadata")
+        return self._post("artifacts", json_body=body)
+
+    def upload_artifact(
+        self,
+        path: str | os.PathLike[str],
+        artifact_type: str,
+        *,
+        storage_key: str | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file as multipart/form-data, streamed from disk, and register it.
+
+        Each attempt re-opens the file, so a retried upload sends the whole file again.
+        Raises OSError when the file cannot be read.
+        """
+        path = os.fspath(path)
+        fields = [("artifactType", artifact_type)]
+        if storage_key is not None:
+            fields.append(("storageKey", storage_key))
+        if content_type is not None:
+            fields.append(("contentType", content_type))
+        if metadata is not None:
+            fields.append(("metadata", json.dumps(_json_object(metadata, "metadata"))))
+        part_type = content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+        with open(path, "rb"):
+            pass  # fail early, before any request, when the file cannot be opened
+        upload = _Upload(path, fields, os.path.basename(path), part_type)
+        return self._post("artifacts", upload=upload)
+
+    # -- token ----------------------------------------------------------------------------
+
+    def refresh_token(self) -> str:
+        """Exchange the token for a fresh one (``POST …/token``) and use it from now on."""
+        with self._refresh_lock:
+            return self._refresh(None)
+
+    def _refresh(self, deadline: float | None) -> str:
+        payload = self._post("token", json_body={}, deadline=deadline, refresh=False)
+        token = payload.get("runnerToken")
+        if not isinstance(token, str) or not token:
+            raise RunnerError("token: the answer carries no runnerToken", status=200)
+        self._set_token(token, refreshed=True)
+        log.info(
+            "run %s: runner token refreshed, expires %s", self.run_id, payload.get("expiresAt")
+        )
+        return token
+
+    def _set_token(self, token: str, *, refreshed: bool) -> None:
+        claims = _jwt_claims(token)
+        exp = claims.get("exp") if claims else None
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+            # A legacy shared secret (or a token without exp): it never expires, never refreshed.
+            self._token, self._token_exp, self._refresh_at = token, None, None
+            return
+        refresh_at = exp - self._refresh_margin
+        if refreshed:
+            # A fresh token shorter-lived than the margin: wait for half of its life, instead
+            # of refreshing again on every request.
+            now = time.time()
+            refresh_at = max(refresh_at, now + (exp - now) / 2)
+        self._token, self._token_exp, self._refresh_at = token, float(exp), refresh_at
+
+    def _maybe_refresh(self, deadline: float | None) -> None:
+        refresh_at = self._refresh_at
+        if refresh_at is None or time.time() < refresh_at:
+            return
+        with self._refresh_lock:
+            now = time.time()
+            if self._refresh_at is None or now < self._refresh_at or now < self._refresh_retry_at:
+                return  # another thread refreshed meanwhile, or a failed refresh is recent
+            try:
+                self._refresh(deadline)
+            except RunnerError as exc:
+                if not exc.retryable or self._token_exp is None or time.time() >= self._token_exp:
+                    raise
+                self._refresh_retry_at = time.time() + max(self._backoff_cap, 1.0)
+                log.warning(
+                    "run %s: token refresh failed, keeping the current one: %s", self.run_id, exc
+                )
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def _send(
+        self, url: str, json_body: dict[str, Any] | None, upload: _Upload | None, timeout: float
+    ) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        if upload is None:
+            return self._session.post(
+                url, json=json_body, headers=headers, timeout=timeout, allow_redirects=False
+            )
+        boundary = f"designrun-{uuid.uuid4().hex}"
+        head = b""
+        for name, value in upload.fields:
+            head += (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+                + value.encode("utf-8")
+                + b"\r\n"
+            )
+        head += (
+            f"--{boundary}\r\n".encode()
+            + b'Content-Disposition: form-data; name="file"; filename="'
+            + _quote_header(upload.filename)
+            + b'"\r\nContent-Type: '
+            + _quote_header(upload.content_type)
+            + b"\r\n\r\n"
+        )
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        with open(upload.path, "rb") as file:
+            body = _MultipartBody(head, file, os.fstat(file.fileno()).st_size, tail)
+            return self._session.post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
+
+    def _post(
+        self,
+        endpoint: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        upload: _Upload | None = None,
+        deadline: float | None = None,
+        background: bool = False,
+        refresh: bool = True,
+    ) -> dict[str, Any]:
+        """POST to ``<callbackUrl>/<endpoint>`` with retries; the JSON answer, or RunnerError."""
+        url = f"{self._base_url}/{endpoint}"
+        attempt = 0
+        while True:
+            attempt += 1
+            if refresh:
+                self._maybe_refresh(deadline)
+            timeout = self._timeout
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    raise RunnerError(f"{endpoint}: timed out", code="timeout", retryable=True)
+            status: int | None = None
+            code: str | None = None
+            retry_after: float | None = None
+            try:
+                response = self._send(url, json_body, upload, timeout)
+            except _RETRYABLE_EXCEPTIONS as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+            else:
+                status = response.status_code
+                payload = _response_json(response)
+                if payload is not None and isinstance(payload.get("runStatus"), str):
+                    self.run_status = payload["runStatus"]
+                if 200 <= status < 300 and payload is not None:
+                    return payload
+                code = payload.get("code") if payload else None
+                if 300 <= status < 500 and status != 429:
+                    raise self._final_error(endpoint, response, payload)
+                retry_after = _retry_after(response) if status in (429, 503) else None
+                detail = f"HTTP {status}" + (f" {code}" if code else "")
+            if attempt >= self._max_attempts:
+                raise RunnerError(
+                    f"{endpoint}: giving up after {attempt} attempts ({detail})",
+                    status=status,
+                    code=code,
+                    retryable=True,
+                )
+            delay = self._backoff(attempt, retry_after)
+            log.info(
+                "run %s: %s attempt %d/%d failed (%s), retrying in %.3fs",
+                self.run_id,
+                endpoint,
+                attempt,
+                self._max_attempts,
+                detail,
+                delay,
+            )
+            self._pause(delay, deadline, background, endpoint)
+
+    def _final_error(
+        self, endpoint: str, response: requests.Response, payload: dict[str, Any] | None
+    ) -> RunnerError:
+        status = response.status_code
+        code = payload.get("code") if payload else None
+        message = (payload or {}).get("error") or response.reason
+        if status == 409 and code == "run_finished":
+            run_status = payload.get("runStatus") if payload else None
+            self.cancelled = True
+            log.info(
+                "run %s: the run is %s server-side, the runner must stop", self.run_id, run_status
+            )
+            return RunCancelled(
+                f"the run is {run_status} (409 run_finished)", run_status=run_status
+            )
+        return RunnerError(
+            f"{endpoint}: HTTP {status} ({code}): {message}",
+            status=status,
+            code=code if isinstance(code, str) else None,
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(self._backoff_cap, retry_after)
+        ceiling = min(self._backoff_cap, self._backoff_base * 2 ** min(attempt - 1, 60))
+        return ceiling / 2 + self._random.uniform(0, ceiling / 2)  # "equal jitter"
+
+    def _pause(self, delay: float, deadline: float | None, background: bool, endpoint: str) -> None:
+        if deadline is not None and time.monotonic() + delay > deadline:
+            raise RunnerError(f"{endpoint}: timed out", code="timeout", retryable=True)
+        if not background:
+            self._sleep(delay)
+            return
+        with self._cond:
+            # The background flusher backs off interruptibly: close() and an explicit
+            # flush() take over the sending instead of waiting for the backoff to end.
+            if self._cond.wait_for(lambda: self._closing or self._flush_waiters > 0, delay):
+                raise _Interrupted
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Stop the background flusher after a final flush (best effort: failures are logged)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if self._closed:
+                return
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        try:
+            if thread is not None:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                self.flush(timeout=remaining)
+            except RunnerError as exc:
+                log.error("run %s: %d events were not sent: %s", self.run_id, self.pending, exc)
+        finally:
+            with self._cond:
+                self._closed = True
+            if self._own_session:
+                self._session.close()
+
+    def __enter__(self) -> RunnerClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
