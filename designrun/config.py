@@ -145,6 +145,8 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "LOCAL_RUNNER_COMMAND": _env_str("LOCAL_RUNNER_COMMAND"),
         "LOCAL_RUNNER_CONCURRENCY": _env_int("LOCAL_RUNNER_CONCURRENCY", 2, minimum=1),
         "LOCAL_RUNNER_ORIGIN": _env_str("LOCAL_RUNNER_ORIGIN"),
+        # Seconds between the local runner's liveness reports (how fast it sees a cancel).
+        "LOCAL_RUNNER_HEARTBEAT": _env_float("LOCAL_RUNNER_HEARTBEAT", 2.0),
         "DAYTONA_API_URL": _env_str("DAYTONA_API_URL"),
         "DAYTONA_API_KEY": _env_str("DAYTONA_API_KEY"),
         "EXPO_PUBLIC_WORKER_ORIGIN": _env_str("EXPO_PUBLIC_WORKER_ORIGIN"),

@@ -64,6 +64,12 @@ _RUN_ID = {
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
+_ARTIFACT_ID = {
+    "name": "artifactId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
 _RUNNER: list[dict[str, list[str]]] = [{"runnerBearer": []}]
 _USER: list[dict[str, list[str]]] = [{"sessionBearer": []}, {"sessionCookie": []}]
 
@@ -216,6 +222,26 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "security": _USER,
                 "parameters": [_RUN_ID],
                 "responses": _responses(200, _ref(s.ArtifactListOut), (401, 404)),
+            }
+        },
+        f"{user_run}/artifacts/{{artifactId}}/content": {
+            "get": {
+                "operationId": "downloadArtifact",
+                "tags": ["design"],
+                "security": _USER,
+                "description": "The stored object, as an attachment (not in API.md: an addition).",
+                "parameters": [_RUN_ID, _ARTIFACT_ID],
+                "responses": {
+                    "200": {
+                        "description": "The object's bytes",
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    **{
+                        k: v
+                        for k, v in _responses(200, {}, (401, 404)).items()
+                        if k in {"401", "404", "503"}
+                    },
+                },
             }
         },
     }

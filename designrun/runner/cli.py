@@ -34,11 +34,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from designrun.agents.protocol import parse_line
 from designrun.runner.client import RunCancelled, RunnerClient, RunnerError
 
 log = logging.getLogger("designrun.runner")
 
-PREFIX = "::designrun::"
 MANIFEST = "designrun-artifacts.json"
 DEFAULT_COMMAND = [sys.executable, "-m", "designrun.agents.demo"]
 STDERR_TAIL_LINES = 40
@@ -74,19 +74,6 @@ _TYPES = {
 def artifact_type_for(path: Path) -> str:
     """The artifact type of a file by its extension (``file`` when unknown)."""
     return _TYPES.get(path.suffix.lower(), "file")
-
-
-def parse_protocol_line(line: str) -> dict[str, Any] | None:
-    """The JSON object of a ``::designrun:: {…}`` line, or None for an ordinary line.
-
-    Raises ValueError for a line with the prefix whose payload is not a JSON object.
-    """
-    if not line.startswith(PREFIX):
-        return None
-    payload = json.loads(line[len(PREFIX) :].strip())
-    if not isinstance(payload, dict):
-        raise ValueError("the line protocol carries one JSON object")
-    return payload
 
 
 def load_job(source: str | None) -> dict[str, Any]:
@@ -187,21 +174,28 @@ class Supervisor:
         if stream == "stderr":
             self.stderr_tail.append(line)
         try:
-            payload = parse_protocol_line(line) if stream == "stdout" else None
+            payload = parse_line(line) if stream == "stdout" else None
         except ValueError as exc:
             self.client.event("runner.warning", f"unreadable protocol line: {exc}")
             payload = None
         if payload is None:
-            self.client.event(f"log.{stream}", line[:MAX_MESSAGE_CHARS])
+            self._event(f"log.{stream}", line[:MAX_MESSAGE_CHARS])
             return
         self._handle_protocol(payload)
+
+    def _event(self, event_type: str, message: str | None, metadata: Any = None) -> None:
+        """Queue an event; one the server would refuse becomes a warning, never a crash."""
+        try:
+            self.client.event(event_type, message, metadata)
+        except (ValueError, TypeError) as exc:
+            self.client.event("runner.warning", f"dropped an invalid {event_type!r} event: {exc}")
 
     def _handle_protocol(self, payload: dict[str, Any]) -> None:
         event = payload.get("event")
         if isinstance(event, dict) and isinstance(event.get("eventType"), str):
             metadata = event.get("metadata")
             message = event.get("message")
-            self.client.event(
+            self._event(
                 event["eventType"][:100],
                 message[:MAX_MESSAGE_CHARS] if isinstance(message, str) else None,
                 metadata if isinstance(metadata, dict) else None,
@@ -349,7 +343,9 @@ class Supervisor:
 def _pump(stream: IO[bytes], name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
     """Forward each line of a pipe, then a None marking its end."""
     for raw in iter(stream.readline, b""):
-        lines.put((name, raw.decode("utf-8", "replace").rstrip("\r\n")))
+        # NUL cannot be stored (PostgreSQL) and the client refuses it: make it visible instead.
+        text = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\x00", "\ufffd")
+        lines.put((name, text))
     lines.put((name, None))
 
 

@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import Table, delete, func, insert, select, tuple_
 
 from designrun.database import write_transaction
-from designrun.errors import InvalidRequestError, RunNotFoundError
+from designrun.errors import InvalidRequestError, NotFoundError, RunNotFoundError
 from designrun.extensions import db
 from designrun.models import Artifact, Run, RunEvent, RunStatus, Trigger
 from designrun.models.types import utcnow, uuid7
@@ -153,6 +153,17 @@ def list_artifacts(account_id: uuid.UUID, run_id: uuid.UUID) -> list[Artifact]:
         select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.created_at, Artifact.id)
     )
     return list(db.session.scalars(query))
+
+
+def get_artifact(account_id: uuid.UUID, run_id: uuid.UUID, artifact_id: uuid.UUID) -> Artifact:
+    """One artifact of the account's run; raises RunNotFoundError / NotFoundError."""
+    get_run(account_id, run_id)
+    artifact = db.session.scalar(
+        select(Artifact).where(Artifact.id == artifact_id, Artifact.run_id == run_id)
+    )
+    if artifact is None:
+        raise NotFoundError("artifact not found", code="artifact_not_found")
+    return artifact
 
 
 def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:

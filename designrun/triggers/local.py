@@ -41,7 +41,18 @@ def runner_command(config: Mapping[str, Any]) -> list[str]:
     """The ``designrun-runner`` invocation for the configured LOCAL_RUNNER_COMMAND."""
     configured = config.get("LOCAL_RUNNER_COMMAND")
     agent = shlex.split(configured) if configured else DEFAULT_COMMAND
-    return [sys.executable, "-m", "designrun.runner.cli", "--job", "-", "--", *agent]
+    heartbeat = str(config.get("LOCAL_RUNNER_HEARTBEAT") or 2.0)
+    return [
+        sys.executable,
+        "-m",
+        "designrun.runner.cli",
+        "--job",
+        "-",
+        "--heartbeat",
+        heartbeat,
+        "--",
+        *agent,
+    ]
 
 
 class LocalRunner:

@@ -262,3 +262,51 @@ def test_runner_updates_are_visible_to_the_user(app, signed_in, user):
     got = signed_in.get(f"/api/design/runs/{run.id}").get_json()["run"]
     assert got["status"] == "failed" and got["error"] == "oom" and got["progress"] == 1
     assert got["completedAt"] is not None and got["updatedAt"] >= got["createdAt"]
+
+
+def upload(client, app, run, data: bytes, name: str, content_type: str = "text/html"):
+    import io
+
+    r = client.post(
+        f"/api/runner/runs/{run.id}/artifacts",
+        data={"artifactType": "source", "file": (io.BytesIO(data), name, content_type)},
+        headers=runner_headers(app, run),
+    )
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()["artifactId"]
+
+
+def test_download_streams_the_object_as_a_sandboxed_attachment(app, signed_in, user):
+    run = make_run(app, user, status="running")
+    body = b"<html><script>alert(1)</script></html>" * 1000
+    artifact_id = upload(signed_in, app, run, body, "my page.html")
+    with signed_in.get(f"/api/design/runs/{run.id}/artifacts/{artifact_id}/content") as r:
+        assert r.status_code == 200
+        assert r.data == body
+        assert r.headers["Content-Type"].startswith("text/html")
+        assert r.headers["Content-Length"] == str(len(body))
+        assert r.headers["Content-Disposition"] == 'attachment; filename="my_page.html"'
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in r.headers["Content-Security-Policy"]
+
+
+def test_download_of_another_accounts_artifact_is_404(app, client, user):
+    run = make_run(app, user, status="running")
+    artifact_id = upload(client, app, run, b"secret", "a.txt", "text/plain")
+    sign_in(client, make_user(app))
+    r = client.get(f"/api/design/runs/{run.id}/artifacts/{artifact_id}/content")
+    assert r.status_code == 404, r.get_json()
+
+
+def test_download_of_an_object_stored_elsewhere_is_404(app, signed_in, user):
+    run = make_run(app, user, status="running")
+    r = signed_in.post(
+        f"/api/runner/runs/{run.id}/artifacts",
+        json={"artifactType": "source", "storageKey": "elsewhere/app.zip"},
+        headers=runner_headers(app, run),
+    )
+    artifact_id = r.get_json()["artifactId"]
+    r = signed_in.get(f"/api/design/runs/{run.id}/artifacts/{artifact_id}/content")
+    assert r.status_code == 404 and r.get_json()["code"] == "object_not_found"
+    missing = signed_in.get(f"/api/design/runs/{run.id}/artifacts/{uuid.uuid4()}/content")
+    assert missing.status_code == 404 and missing.get_json()["code"] == "artifact_not_found"

@@ -2,7 +2,8 @@
 
 Each operation gets positive (schema-valid) and, where it has something to break besides the
 credentials, negative (schema-violating) data. Callers are signed in: a user by session bearer
-token, a runner by a run-scoped token for a real run. Most cases address that real run, so
+token, a runner by a run-scoped token for a real run. Most cases address that real run (and
+its artifact, where the path names one), so
 generation reaches the handlers rather than only routing 404s; the rest keep the generated
 runId (with the legacy secret on the runner API, so the 404 comes from the handler itself).
 No answer may be a 5xx or disagree with the document (STYLE.md § Tests).
@@ -10,6 +11,7 @@ No answer may be a 5xx or disagree with the document (STYLE.md § Tests).
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -70,8 +72,13 @@ def _parameters() -> list[Any]:
     return pairs
 
 
-def test_document_lists_every_operation():
-    assert len(OPERATIONS) == 14, sorted(OPERATIONS)
+def test_every_documented_operation_is_fuzzed():
+    documented = {
+        f"{method.upper()} {path}"
+        for path, operations in openapi.document()["paths"].items()
+        for method in operations
+    }
+    assert set(OPERATIONS) == documented
 
 
 def _session_token(app: Any, user: Any) -> str:
@@ -90,6 +97,17 @@ def _session_token(app: Any, user: Any) -> str:
         )
         db.session.commit()
     return token
+
+
+def _upload_artifact(app: Any, run: Any) -> str:
+    """A stored artifact of ``run`` (for operations that address one); its id."""
+    r = app.test_client().post(
+        f"/api/runner/runs/{run.id}/artifacts",
+        data={"artifactType": "image", "file": (io.BytesIO(b"\x89PNG fuzz"), "a.png")},
+        headers=runner_headers(app, run),
+    )
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()["artifactId"]
 
 
 def _use_real_account(case: Any, label: str, email: str, choice: int) -> None:
@@ -111,6 +129,9 @@ def test_operation_conforms_to_document_and_never_5xx(app, label, mode):
     user = make_user(app)
     session_token = _session_token(app, user)
     shared_run = make_run(app, user, status="running")
+    real_ids = {"runId": str(shared_run.id)}
+    if "{artifactId}" in operation.path:
+        real_ids["artifactId"] = _upload_artifact(app, shared_run)
     statuses: Counter[int] = Counter()
 
     @settings(
@@ -124,8 +145,8 @@ def test_operation_conforms_to_document_and_never_5xx(app, label, mode):
     def fuzz(case: Any, choice: int) -> None:
         real = choice != KEEP_GENERATED
         run = make_run(app, user, status="running") if label in FRESH_RUN_PER_CASE else shared_run
-        if real and "runId" in (case.path_parameters or {}):
-            case.path_parameters["runId"] = str(run.id)
+        if real and case.path_parameters:
+            case.path_parameters.update(real_ids, runId=str(run.id))
         headers: dict[str, str] = {}
         if api == "runner":
             headers = runner_headers(app, run) if real else legacy_headers(app)
