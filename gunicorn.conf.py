@@ -18,7 +18,8 @@ graceful_timeout = 20
 keepalive = 5
 max_requests = 10000
 max_requests_jitter = 1000
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# GUNICORN_ACCESSLOG="" turns the access log off (benchmarks); a path writes it there.
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
 # Never log headers (they carry bearer tokens); this format has none.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

@@ -13,12 +13,18 @@ Write transactions start with BEGIN IMMEDIATE (``write_transaction``): a deferre
 reads first and writes later fails at once with "database is locked" when another writer got
 in between, whatever the busy timeout (shared/bench/README.md). Read-only requests keep a
 deferred BEGIN so they never queue behind writers.
+
+Before BEGIN IMMEDIATE, writers also queue on a blocking ``flock()`` of ``<db>.writelock``:
+waiting in the kernel's queue wakes the next writer as soon as the lock is free, where SQLite's
+busy handler sleeps and polls (its sleeps made p99 latency several times worse under load).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -57,6 +63,30 @@ def _on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN")
 
 
+_lock_files = threading.local()
+
+
+def _writer_lock_fd(session: Session) -> int | None:
+    """This thread's descriptor of the SQLite writer-queue file, or None (not a SQLite file)."""
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return None
+    database = bind.engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    cache: dict[str, int] = getattr(_lock_files, "fds", None) or {}
+    _lock_files.fds = cache
+    fd = cache.get(database)
+    if fd is None:
+        # One open file description per thread: flock() then also orders threads of a process.
+        try:
+            fd = os.open(database + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return None  # no folder for the database either: SQLite will say so (503)
+        cache[database] = fd
+    return fd
+
+
 @contextmanager
 def write_transaction() -> Iterator[Session]:
     """Run the block in one write transaction that takes SQLite's write lock up front.
@@ -70,6 +100,9 @@ def write_transaction() -> Iterator[Session]:
     session: Session = db.session()
     if session.in_transaction():
         session.commit()
+    lock_fd = _writer_lock_fd(session)
+    if lock_fd is not None:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
     token = _write_intent.set(True)
     try:
         yield session
@@ -79,3 +112,5 @@ def write_transaction() -> Iterator[Session]:
         raise
     finally:
         _write_intent.reset(token)
+        if lock_fd is not None:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)

@@ -8,6 +8,7 @@ compared in constant time.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import time
 import uuid
@@ -36,6 +37,18 @@ def verify(secret: str, token: str, run_id: uuid.UUID) -> bool:
     """
     if hmac.compare_digest(token.encode("utf-8"), secret.encode("utf-8")):
         return True
+    checked = _checked_claims(secret, token)
+    if checked is None:
+        return False
+    subject, expires = checked
+    return expires > time.time() and subject == run_id
+
+
+# A runner sends many requests with one token: verifying its signature once per worker is
+# enough. Only the outcome of the signature and claim checks is cached; expiry is re-checked
+# on every use.
+@functools.lru_cache(maxsize=4096)
+def _checked_claims(secret: str, token: str) -> tuple[uuid.UUID, float] | None:
     try:
         claims = jwt.decode(
             token,
@@ -44,13 +57,11 @@ def verify(secret: str, token: str, run_id: uuid.UUID) -> bool:
             options={"require": ["sub", "exp"]},
         )
     except jwt.PyJWTError:
-        return False
-    if claims.get("scope") != SCOPE:
-        return False
+        return None
     subject = claims.get("sub")
-    if not isinstance(subject, str):
-        return False
+    if claims.get("scope") != SCOPE or not isinstance(subject, str):
+        return None
     try:
-        return uuid.UUID(subject) == run_id
-    except ValueError:
-        return False
+        return uuid.UUID(subject), float(claims["exp"])
+    except (ValueError, TypeError):
+        return None

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from flask import current_app
-from sqlalchemy import Table, delete, func, insert, select, tuple_
+from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_
 
 from designrun.database import write_transaction
 from designrun.errors import InvalidRequestError, NotFoundError, RunNotFoundError
@@ -253,14 +253,39 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[u
     Accepted in any run state. Raises RunNotFoundError.
     """
     with write_transaction() as session:
-        status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())
-        if status is None:
-            raise RunNotFoundError()
-        ids = _store_events(session, run_id, events)
+        if session.get_bind().dialect.name == "sqlite":
+            # The database write lock is already held (BEGIN IMMEDIATE): one round trip for
+            # the run's status and its last sequence.
+            row = session.execute(_STATUS_AND_LAST_SEQUENCE, {"run_id": run_id}).first()
+            if row is None:
+                raise RunNotFoundError()
+            status, last = row
+        else:
+            # Lock the run row first, then read its last sequence: a MAX computed in the same
+            # statement would come from the snapshot taken before waiting for the lock.
+            status = session.scalar(_LOCK_RUN, {"run_id": run_id})
+            if status is None:
+                raise RunNotFoundError()
+            last = session.scalar(_LAST_SEQUENCE, {"run_id": run_id})
+        ids = _store_events(session, run_id, events, last or 0)
     return ids, status
 
 
-def _store_events(session: Any, run_id: uuid.UUID, events: Sequence[NewEvent]) -> list[uuid.UUID]:
+# Built once: constructing statements per request costs more CPU than executing them.
+_LOCK_RUN = select(Run.status).where(Run.id == bindparam("run_id")).with_for_update()
+_LAST_SEQUENCE = select(func.max(RunEvent.sequence)).where(RunEvent.run_id == bindparam("run_id"))
+_STATUS_AND_LAST_SEQUENCE = select(Run.status, _LAST_SEQUENCE.scalar_subquery()).where(
+    Run.id == bindparam("run_id")
+)
+_KNOWN_KEYS = select(RunEvent.idempotency_key, RunEvent.id).where(
+    RunEvent.run_id == bindparam("run_id"),
+    RunEvent.idempotency_key.in_(bindparam("keys", expanding=True)),
+)
+
+
+def _store_events(
+    session: Any, run_id: uuid.UUID, events: Sequence[NewEvent], last_sequence: int | None = None
+) -> list[uuid.UUID]:
     """Insert events after the run's last sequence, skipping known idempotency keys.
 
     The caller holds the run's lock (see append_events).
@@ -268,16 +293,13 @@ def _store_events(session: Any, run_id: uuid.UUID, events: Sequence[NewEvent]) -
     wanted = sorted({e.idempotency_key for e in events if e.idempotency_key is not None})
     known: dict[str, uuid.UUID] = {}
     for start in range(0, len(wanted), _KEY_CHUNK):
-        chunk = wanted[start : start + _KEY_CHUNK]
         rows = session.execute(
-            select(RunEvent.idempotency_key, RunEvent.id).where(
-                RunEvent.run_id == run_id, RunEvent.idempotency_key.in_(chunk)
-            )
+            _KNOWN_KEYS, {"run_id": run_id, "keys": wanted[start : start + _KEY_CHUNK]}
         )
         known.update({key: event_id for key, event_id in rows if key is not None})
-    sequence = (
-        session.scalar(select(func.max(RunEvent.sequence)).where(RunEvent.run_id == run_id)) or 0
-    )
+    if last_sequence is None:
+        last_sequence = session.scalar(_LAST_SEQUENCE, {"run_id": run_id})
+    sequence = last_sequence or 0
     now = utcnow()
     ids: list[uuid.UUID] = []
     new_rows: list[dict[str, Any]] = []
