@@ -44,7 +44,8 @@ fmt: install ## Format and auto-fix
 migrate: install ## Apply database migrations (flask db upgrade)
 	$(BIN)/flask db upgrade
 
-bench: install ## Ingestion and read benchmark against the storage ceiling (bench/ingest.py)
+bench: install ## Ingestion and read benchmark against the storage ceiling (bench/ingest.py; needs wrk)
+	@command -v wrk >/dev/null || { echo "bench: installing wrk (Debian package)"; apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python bench/ingest.py
 
 lock: ## Re-pin every dependency into requirements.lock from the current .venv

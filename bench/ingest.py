@@ -104,6 +104,8 @@ class Bench:
             DESIGNRUN_INSTANCE_PATH=str(instance),
             RUNNER_AUTH_SECRET=self.secret,
             SECRET_KEY="bench-secret-key-" + "0" * 24,
+            # The bench's runs are written to by the bench itself: start no runner for them.
+            RUNNER_BACKEND="none",
         )
 
 
