@@ -189,8 +189,10 @@ def test_concurrency_bound_keeps_extra_runs_queued(server_env):
         deadline = time.monotonic() + 60
         states: tuple[str, str] = ("", "")
         while time.monotonic() < deadline:
-            states = (get_run(session, server, first)["status"],
-                      get_run(session, server, second)["status"])
+            states = (
+                get_run(session, server, first)["status"],
+                get_run(session, server, second)["status"],
+            )
             assert "running" not in states or states.count("running") == 1, states
             if sorted(states) == ["queued", "running"]:
                 seen_one_running_other_queued = True
