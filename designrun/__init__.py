@@ -43,11 +43,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from designrun import models  # noqa: F401  (register the tables on the metadata)
     from designrun.auth import guards  # noqa: F401  (registers the session request loader)
+    from designrun.auth.sessions import NoFlaskSession
     from designrun.extensions import db, login_manager, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     login_manager.init_app(app)
+    app.session_interface = NoFlaskSession()
 
     from designrun.api import register_api
     from designrun.cli import register_cli

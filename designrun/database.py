@@ -60,7 +60,11 @@ def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
 def _on_begin(conn: Connection) -> None:
     if conn.dialect.name != "sqlite":
         return
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN")
+    # Straight to the driver: this runs for every transaction, SQLAlchemy's execution
+    # machinery would cost more than SQLite's BEGIN itself.
+    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+        "BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN"
+    )
 
 
 _lock_files = threading.local()

@@ -214,3 +214,47 @@ def process_alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+AGENT_WITH_MANIFEST = r"""
+import json, os, pathlib
+out = pathlib.Path(os.environ["DESIGNRUN_OUTPUT_DIR"])
+assert "DESIGNRUN_RUNNER_TOKEN" not in os.environ and "RUNNER_AUTH_SECRET" not in os.environ
+(out / "shot.png").write_bytes(b"\x89PNG fake")
+(out / "notes.txt").write_text(os.environ["DESIGNRUN_PROMPT"])
+(out / "sub").mkdir()
+(out / "sub" / "data.bin").write_bytes(b"\x00\x01\x02")
+(out / "designrun-artifacts.json").write_text(json.dumps(
+    {"sub/data.bin": {"artifactType": "model", "contentType": "application/x-model",
+                      "metadata": {"epochs": 3}}}))
+(out / "page.html").write_text("<h1>hi</h1>")
+print("::designrun:: " + json.dumps({"artifact": {"path": "page.html", "artifactType": "site"},
+                                    "progress": 0.5,
+                                    "event": {"eventType": "agent.step", "message": "wrote"}}))
+print("::designrun:: {not json")
+"""
+
+
+def test_output_files_are_uploaded_typed_by_protocol_manifest_or_extension(server_env, tmp_path):
+    script = tmp_path / "agent.py"
+    script.write_text(AGENT_WITH_MANIFEST)
+    env = {**server_env, "LOCAL_RUNNER_COMMAND": shlex.join([sys.executable, str(script)])}
+    with GunicornServer(env, Path(env["DESIGNRUN_INSTANCE_PATH"]).parent) as server:
+        session = signed_in(server)
+        run_id = create_run(session, server, "notes for the report")
+        run = wait_for_status(session, server, run_id, {"completed", "failed"})
+        assert run["status"] == "completed", run
+        artifacts = session.get(f"{server.url}/api/design/runs/{run_id}/artifacts").json()
+        by_path = {a["metadata"]["path"]: a for a in artifacts["artifacts"]}
+        assert set(by_path) == {"page.html", "shot.png", "notes.txt", "sub/data.bin"}
+        assert by_path["page.html"]["artifactType"] == "site"
+        assert by_path["shot.png"]["artifactType"] == "screenshot"
+        assert by_path["notes.txt"]["artifactType"] == "report"
+        assert by_path["notes.txt"]["sizeBytes"] == len("notes for the report")
+        model = by_path["sub/data.bin"]
+        assert model["artifactType"] == "model"
+        assert model["contentType"] == "application/x-model"
+        assert model["metadata"]["epochs"] == 3 and model["sizeBytes"] == 3
+        events = all_events(session, server, run_id)
+        kinds = [e["eventType"] for e in events]
+        assert "agent.step" in kinds and "runner.warning" in kinds

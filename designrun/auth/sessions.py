@@ -6,7 +6,8 @@ import hashlib
 import secrets
 from typing import Any
 
-from flask import Request, Response, current_app
+from flask import Flask, Request, Response, current_app
+from flask.sessions import NullSession, SessionInterface
 
 # Better Auth's cookie name, so the existing front end keeps working unchanged.
 COOKIE_NAME = "better-auth.session_token"
@@ -74,3 +75,14 @@ def origin_allowed(request: Request) -> bool:
     origin = origin.strip().rstrip("/").lower()
     trusted: list[Any] = current_app.config.get("TRUSTED_ORIGINS") or []
     return origin in own_origins(request) or origin in {o.lower() for o in trusted}
+
+
+class NoFlaskSession(SessionInterface):
+    """designrun keeps nothing in Flask's signed-cookie session (sessions are server-side rows,
+    see above), so none is opened or saved: no ``session`` cookie, no work per request."""
+
+    def open_session(self, app: Flask, request: Request) -> NullSession:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        return None
