@@ -4,9 +4,10 @@ How a trigger travels:
 1. ``create_run`` writes the run and its Trigger row in one transaction, then calls ``wake``.
 2. ``run_once`` finds due rows and *leases* each one (``claimed_until``) with a conditional
    UPDATE, so that one process only sends it, whatever number of workers or hosts poll.
-3. ``process`` sends the job; on success the row is deleted. On failure it records the attempt,
-   keeps its lease over the backoff sleep and tries again; when TRIGGER_MAX_ATTEMPTS are spent the
-   run is marked ``failed`` with an ``error`` event.
+3. ``process`` sends the job; on success the row is deleted. On failure it records the attempt
+   and releases the row, due again after the backoff (a timer wakes the dispatcher then; inline,
+   without a pool, it sleeps and retries itself); when TRIGGER_MAX_ATTEMPTS are spent the run is
+   marked ``failed`` with an ``error`` event.
 4. If the process dies meanwhile, the lease runs out (at most LEASE_MARGIN seconds after the
    attempt or sleep it covered) and the poller of any live process takes the row over: a pending
    trigger is sent within 30 seconds after a restart. The lease timestamp doubles as a fencing
@@ -152,8 +153,10 @@ def _claim(trigger_id: uuid.UUID, now: datetime, lease: datetime) -> bool:
     return bool(result.rowcount == 1)
 
 
-def _renew(trigger_id: uuid.UUID, held: datetime, lease: datetime, **values: Any) -> bool:
-    """Move our lease ``held`` to ``lease`` (and set ``values``); False when it is not ours.
+def _renew(trigger_id: uuid.UUID, held: datetime, lease: datetime | None, **values: Any) -> bool:
+    """Move our lease ``held`` to ``lease`` (None releases it) and set ``values``.
+
+    False when the lease is not ours any more.
 
     The lease's own timestamp is the fencing token: a task that waited in a busy pool, or a
     send that outlived its lease, finds another value there once a poll has taken the row
@@ -231,6 +234,21 @@ def _process(app: Flask, trigger_id: uuid.UUID, held: datetime) -> None:
                 error,
                 delay,
             )
+            next_attempt = utcnow() + timedelta(seconds=delay)
+            if state is not None:
+                # A started dispatcher does not sleep in a pool thread: the row is released,
+                # due again at ``next_attempt``, and a timer (or any poller) picks it up then.
+                # A Daytona outage then never ties up the pool that new runs need.
+                if _renew(
+                    trigger_id,
+                    held,
+                    None,
+                    attempts=attempts,
+                    last_error=error,
+                    next_attempt_at=next_attempt,
+                ):
+                    _wake_later(app, state, delay)
+                return
             renewed = _lease(app, delay)
             if not _renew(
                 trigger_id,
@@ -238,16 +256,19 @@ def _process(app: Flask, trigger_id: uuid.UUID, held: datetime) -> None:
                 renewed,
                 attempts=attempts,
                 last_error=error,
-                next_attempt_at=utcnow() + timedelta(seconds=delay),
+                next_attempt_at=next_attempt,
             ):
                 return
             held = renewed
         finally:
             db.session.remove()
-        if state is not None and state.stop.wait(delay):
-            return
-        if state is None:
-            time.sleep(delay)
+        time.sleep(delay)  # inline (tests, run_once without a pool): retry in this thread
+
+
+def _wake_later(app: Flask, state: _State, delay: float) -> None:
+    timer = threading.Timer(delay, lambda: None if state.stop.is_set() else wake(app))
+    timer.daemon = True
+    timer.start()
 
 
 def _start_runner(app: Flask, trigger: Trigger, run: Run) -> None:

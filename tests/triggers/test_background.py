@@ -57,3 +57,25 @@ def test_started_dispatcher_sends_each_new_run_once(daytona, app_factory):
     assert wait_for(lambda: len(daytona.log) >= 5 and trigger_rows(app) == [])
     time.sleep(0.2)  # a duplicate send would show up by now
     assert sorted(body["runId"] for body in jobs(daytona)) == sorted(ids)
+
+
+def test_a_failing_trigger_does_not_hold_the_pool_while_it_backs_off(daytona, app_factory):
+    """With one pool thread and a run whose job keeps failing (backoff 1, 2, 4, 8 s), a second
+    run's job still goes out at once: the failing one waits as a due row, not in a thread."""
+    def answer(request):
+        if request.get_json()["prompt"] == "always fails":
+            return Response("{}", status=500, content_type="application/json")
+        return Response("{}", status=200, content_type="application/json")
+
+    daytona.expect_request("/jobs", method="POST").respond_with_handler(answer)
+    app = app_factory(**daytona_config(daytona, TRIGGER_BACKOFF_BASE=1.0))
+    dispatcher.start(app, workers=1)
+    client, token = user_session(app)
+
+    bad = create_run(client, token, prompt="always fails")
+    assert wait_for(lambda: len(daytona.log) >= 1)
+    good = create_run(client, token, prompt="goes through")
+
+    assert wait_for(lambda: good["id"] in [b["runId"] for b in jobs(daytona)], timeout=3)
+    rows = trigger_rows(app)
+    assert [str(r.run_id) for r in rows] == [bad["id"]] and rows[0].attempts >= 1
