@@ -62,6 +62,7 @@ def test_started_dispatcher_sends_each_new_run_once(daytona, app_factory):
 def test_a_failing_trigger_does_not_hold_the_pool_while_it_backs_off(daytona, app_factory):
     """With one pool thread and a run whose job keeps failing (backoff 1, 2, 4, 8 s), a second
     run's job still goes out at once: the failing one waits as a due row, not in a thread."""
+
     def answer(request):
         if request.get_json()["prompt"] == "always fails":
             return Response("{}", status=500, content_type="application/json")
