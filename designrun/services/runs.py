@@ -18,31 +18,20 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from flask import current_app
-from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_
+from sqlalchemy import delete, select, tuple_
 
 from designrun.database import write_transaction
 from designrun.errors import InvalidRequestError, NotFoundError, RunNotFoundError
 from designrun.extensions import db
 from designrun.models import Artifact, Run, RunEvent, RunStatus, Trigger
 from designrun.models.types import utcnow, uuid7
+from designrun.services.event_store import NewEvent, rows_for, store_events
 from designrun.services.run_states import transition
 from designrun.storage import get_storage
 from designrun.storage.base import StorageKeyError
 from designrun.storage.keys import default_key, key_problem, own_prefix, run_prefix
 
 log = logging.getLogger(__name__)
-
-# Idempotency-key lookups go in chunks: SQLite allows a limited number of bound parameters.
-_KEY_CHUNK = 500
-_EVENTS_TABLE: Table = RunEvent.__table__  # type: ignore[assignment]
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    event_type: str
-    message: str | None = None
-    metadata: dict[str, Any] | None = None
-    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -253,90 +242,7 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[u
     Accepted in any run state. Raises RunNotFoundError.
     """
     with write_transaction() as session:
-        # The hot path of ingestion: Core statements on the session's connection (the ORM's
-        # per-statement bookkeeping costs more than SQLite's own work here).
-        conn = session.connection()
-        if conn.dialect.name == "sqlite":
-            # The database write lock is already held (BEGIN IMMEDIATE): one round trip for
-            # the run's status and its last sequence.
-            row = conn.execute(_STATUS_AND_LAST_SEQUENCE, {"run_id": run_id}).first()
-            if row is None:
-                raise RunNotFoundError()
-            status, last = row
-        else:
-            # Lock the run row first, then read its last sequence: a MAX computed in the same
-            # statement would come from the snapshot taken before waiting for the lock.
-            status = conn.execute(_LOCK_RUN, {"run_id": run_id}).scalar()
-            if status is None:
-                raise RunNotFoundError()
-            last = conn.execute(_LAST_SEQUENCE, {"run_id": run_id}).scalar()
-        ids = _store_events(conn, run_id, events, last or 0)
-    return ids, status
-
-
-# Built once, on the tables (not the ORM classes): constructing statements per request, and
-# the ORM compile step, cost more CPU than SQLite's work for a single event.
-_RUNS: Table = Run.__table__  # type: ignore[assignment]
-_LOCK_RUN = select(_RUNS.c.status).where(_RUNS.c.id == bindparam("run_id")).with_for_update()
-_LAST_SEQUENCE = select(func.max(_EVENTS_TABLE.c.sequence)).where(
-    _EVENTS_TABLE.c.run_id == bindparam("run_id")
-)
-_STATUS_AND_LAST_SEQUENCE = select(_RUNS.c.status, _LAST_SEQUENCE.scalar_subquery()).where(
-    _RUNS.c.id == bindparam("run_id")
-)
-_KNOWN_KEYS = select(_EVENTS_TABLE.c.idempotency_key, _EVENTS_TABLE.c.id).where(
-    _EVENTS_TABLE.c.run_id == bindparam("run_id"),
-    _EVENTS_TABLE.c.idempotency_key.in_(bindparam("keys", expanding=True)),
-)
-_INSERT_EVENTS = insert(_EVENTS_TABLE)
-
-
-def _store_events(
-    conn: Any, run_id: uuid.UUID, events: Sequence[NewEvent], last_sequence: int | None = None
-) -> list[uuid.UUID]:
-    """Insert events after the run's last sequence, skipping known idempotency keys.
-
-    ``conn`` is the transaction's Connection; the caller holds the run's lock (append_events).
-    """
-    wanted = sorted({e.idempotency_key for e in events if e.idempotency_key is not None})
-    known: dict[str, uuid.UUID] = {}
-    for start in range(0, len(wanted), _KEY_CHUNK):
-        rows = conn.execute(
-            _KNOWN_KEYS, {"run_id": run_id, "keys": wanted[start : start + _KEY_CHUNK]}
-        )
-        known.update({key: event_id for key, event_id in rows if key is not None})
-    if last_sequence is None:
-        last_sequence = conn.execute(_LAST_SEQUENCE, {"run_id": run_id}).scalar()
-    sequence = last_sequence or 0
-    now = utcnow()
-    ids: list[uuid.UUID] = []
-    new_rows: list[dict[str, Any]] = []
-    for event in events:
-        key = event.idempotency_key
-        if key is not None and key in known:
-            ids.append(known[key])
-            continue
-        sequence += 1
-        event_id = uuid7()
-        if key is not None:
-            known[key] = event_id
-        new_rows.append(
-            {
-                "id": event_id,
-                "run_id": run_id,
-                "sequence": sequence,
-                "event_type": event.event_type,
-                "message": event.message,
-                "metadata": event.metadata or {},
-                "idempotency_key": key,
-                "created_at": now,
-            }
-        )
-        ids.append(event_id)
-    if new_rows:
-        # Core executemany: per-row ORM objects would cap a batch at a third of the rate.
-        conn.execute(_INSERT_EVENTS, new_rows)
-    return ids
+        return store_events(rows_for(session.connection()), run_id, events)
 
 
 def fail_run(run_id: uuid.UUID, message: str, only_queued: bool = True) -> bool:
@@ -353,7 +259,8 @@ def fail_run(run_id: uuid.UUID, message: str, only_queued: bool = True) -> bool:
         if only_queued and run.status != RunStatus.QUEUED.value:
             return False
         _apply(run, transition(RunStatus(run.status), RunStatus.FAILED, None), message[:10_000])
-        _store_events(session.connection(), run_id, [NewEvent(event_type="error", message=message)])
+        error_event = NewEvent(event_type="error", message=message)
+        store_events(rows_for(session.connection()), run_id, [error_event])
     return True
 
 
