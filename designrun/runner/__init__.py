@@ -10,6 +10,7 @@ Imports nothing server-side (no Flask, no models or services): a runner needs on
         run.set_status("completed")
 """
 
-from designrun.runner.client import RunCancelled, RunnerClient, RunnerError
+from designrun.runner.client import RunnerClient
+from designrun.runner.wire import RunCancelled, RunnerError
 
 __all__ = ["RunCancelled", "RunnerClient", "RunnerError"]

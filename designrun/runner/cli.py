@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from designrun.agents.protocol import parse_line
-from designrun.runner.client import RunCancelled, RunnerClient, RunnerError
+from designrun.runner.client import RunnerClient
+from designrun.runner.wire import RunCancelled, RunnerError
 
 log = logging.getLogger("designrun.runner")
 
