@@ -22,6 +22,8 @@ from typing import Any
 
 import requests
 
+from designrun.config import ENVIRONMENT
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 VENV_BIN = Path(sys.executable).parent
@@ -29,25 +31,8 @@ VENV_BIN = Path(sys.executable).parent
 # Every setting API.md lists, plus the test suite's: the bench sets what it needs, nothing leaks
 # in from the caller's shell (a DAYTONA_API_URL would send jobs somewhere).
 DESIGNRUN_VARS = (
-    "RUNNER_AUTH_SECRET",
-    "RUNNER_TOKEN_TTL",
-    "DAYTONA_API_URL",
-    "DAYTONA_API_KEY",
-    "EXPO_PUBLIC_WORKER_ORIGIN",
-    "DATABASE_URL",
-    "SECRET_KEY",
-    "STORAGE_BACKEND",
-    "S3_BUCKET",
-    "S3_ENDPOINT_URL",
-    "S3_REGION",
-    "TRUSTED_ORIGINS",
-    "ALLOW_SIGNUP",
-    "MAX_UPLOAD_BYTES",
-    "STORAGE_LOCAL_DIR",
-    "SESSION_TTL",
+    *ENVIRONMENT,
     "TEST_DATABASE_URL",
-    "DESIGNRUN_INSTANCE_PATH",
-    "DESIGNRUN_SQLITE_SYNCHRONOUS",
     "WEB_CONCURRENCY",
     "BIND",
     "PORT",

@@ -15,6 +15,37 @@ from typing import Any
 
 MIN_SECRET_LENGTH = 32
 
+# Every environment variable the service reads (API.md's table and designrun's own), so that
+# tests and benchmarks can start from a clean slate without keeping their own copy of the list.
+ENVIRONMENT = (
+    "RUNNER_AUTH_SECRET",
+    "RUNNER_TOKEN_TTL",
+    "DAYTONA_API_URL",
+    "DAYTONA_API_KEY",
+    "EXPO_PUBLIC_WORKER_ORIGIN",
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "STORAGE_BACKEND",
+    "S3_BUCKET",
+    "S3_ENDPOINT_URL",
+    "S3_REGION",
+    "TRUSTED_ORIGINS",
+    "ALLOW_SIGNUP",
+    "MAX_UPLOAD_BYTES",
+    "STORAGE_LOCAL_DIR",
+    "SESSION_TTL",
+    "TRIGGER_MAX_ATTEMPTS",
+    "TRIGGER_TIMEOUT",
+    "TRIGGER_BACKOFF_BASE",
+    "RUNNER_BACKEND",
+    "LOCAL_RUNNER_COMMAND",
+    "LOCAL_RUNNER_CONCURRENCY",
+    "LOCAL_RUNNER_ORIGIN",
+    "LOCAL_RUNNER_HEARTBEAT",
+    "DESIGNRUN_INSTANCE_PATH",
+    "DESIGNRUN_SQLITE_SYNCHRONOUS",
+)
+
 
 class ConfigError(Exception):
     """A setting that stops the service at start-up; ``str()`` is the one line to print."""

@@ -22,33 +22,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-ENV_VARS = [
-    "RUNNER_AUTH_SECRET",
-    "RUNNER_TOKEN_TTL",
-    "DAYTONA_API_URL",
-    "DAYTONA_API_KEY",
-    "EXPO_PUBLIC_WORKER_ORIGIN",
-    "DATABASE_URL",
-    "SECRET_KEY",
-    "STORAGE_BACKEND",
-    "S3_BUCKET",
-    "S3_ENDPOINT_URL",
-    "S3_REGION",
-    "TRUSTED_ORIGINS",
-    "ALLOW_SIGNUP",
-    "MAX_UPLOAD_BYTES",
-    "STORAGE_LOCAL_DIR",
-    "SESSION_TTL",
-    "TRIGGER_MAX_ATTEMPTS",
-    "TRIGGER_TIMEOUT",
-    "TRIGGER_BACKOFF_BASE",
-    "DESIGNRUN_INSTANCE_PATH",
-]
+from designrun.config import ENVIRONMENT
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENV_VARS:
+    for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
 
 
