@@ -87,6 +87,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "storageKey": {"type": "string", "minLength": 1},
             "contentType": {"type": "string", "minLength": 1, "maxLength": 255},
             "metadata": {"type": "string", "description": "a JSON object, as a string"},
+            "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": 200},
         },
     }
     return {

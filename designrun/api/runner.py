@@ -82,12 +82,13 @@ def _artifact_info(fields: ArtifactFields) -> runs.ArtifactInfo:
         size_bytes=fields.size_bytes,
         metadata=fields.metadata,
         storage_key=fields.storage_key,
+        idempotency_key=fields.idempotency_key,
     )
 
 
 def _multipart_fields() -> dict[str, Any]:
     data: dict[str, Any] = {}
-    for name in ("artifactType", "storageKey", "contentType"):
+    for name in ("artifactType", "storageKey", "contentType", "idempotencyKey"):
         value = request.form.get(name)
         if value is not None:
             data[name] = value

@@ -99,6 +99,10 @@ class ArtifactFields(RequestModel):
     metadata: JsonObject | None = None
     # Checked against the object-key rules by storage/keys.py (one place for those rules).
     storage_key: Annotated[str | None, Field(alias="storageKey")] = None
+    # Not in API.md: a retried registration/upload with the same key is not stored twice.
+    idempotency_key: Annotated[
+        str | None, Field(alias="idempotencyKey", min_length=1, max_length=200)
+    ] = None
 
 
 class ArtifactRegistration(ArtifactFields):

@@ -78,7 +78,11 @@ class RunEvent(Base):
 
 class Artifact(Base):
     __tablename__ = "artifacts"
-    __table_args__ = (Index("ix_artifacts_run_created", "run_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_artifacts_run_created", "run_id", "created_at", "id"),
+        # A runner's retried registration/upload is recognised by its key (docs/api-decisions.md).
+        Index("uq_artifacts_run_idempotency_key", "run_id", "idempotency_key", unique=True),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
     run_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("runs.id", ondelete="CASCADE"))
@@ -87,4 +91,5 @@ class Artifact(Base):
     content_type: Mapped[str | None] = mapped_column(String(255))
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

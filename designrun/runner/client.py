@@ -118,6 +118,7 @@ class RunnerClient:
         self._queue: collections.deque[_Event] = collections.deque()
         self._key_prefix = str(uuid.uuid4())
         self._counter = 0
+        self._artifacts = 0
         self._flush_waiters = 0
         self._paused = False
         self._closing = False
@@ -321,8 +322,16 @@ class RunnerClient:
         size_bytes: int | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Register an object the runner stored elsewhere; the answer carries ``artifactId``."""
-        body: dict[str, Any] = {"artifactType": artifact_type, "storageKey": storage_key}
+        """Register an object the runner stored elsewhere; the answer carries ``artifactId``.
+
+        Carries an idempotency key of its own, so a retry after a lost answer is not registered
+        twice.
+        """
+        body: dict[str, Any] = {
+            "artifactType": artifact_type,
+            "storageKey": storage_key,
+            "idempotencyKey": self._artifact_key(),
+        }
         if content_type is not None:
             body["contentType"] = content_type
         if size_bytes is not None:
@@ -342,11 +351,12 @@ class RunnerClient:
     ) -> dict[str, Any]:
         """Upload a file as multipart/form-data, streamed from disk, and register it.
 
-        Each attempt re-opens the file, so a retried upload sends the whole file again.
+        Each attempt re-opens the file, so a retried upload sends the whole file again; its
+        idempotency key makes the server keep only one artifact.
         Raises OSError when the file cannot be read.
         """
         path = os.fspath(path)
-        fields = [("artifactType", artifact_type)]
+        fields = [("artifactType", artifact_type), ("idempotencyKey", self._artifact_key())]
         if storage_key is not None:
             fields.append(("storageKey", storage_key))
         if content_type is not None:
@@ -358,6 +368,11 @@ class RunnerClient:
             pass  # fail early, before any request, when the file cannot be opened
         upload = _Upload(path, fields, os.path.basename(path), part_type)
         return self._post("artifacts", upload=upload)
+
+    def _artifact_key(self) -> str:
+        with self._cond:
+            self._artifacts += 1
+            return f"{self._key_prefix}:artifact:{self._artifacts}"
 
     # -- token ----------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ class ArtifactInfo:
     size_bytes: int | None = None
     metadata: dict[str, Any] | None = None
     storage_key: str | None = None
+    idempotency_key: str | None = None
 
 
 # --- creation and lookup (users) ---------------------------------------------------------------
@@ -282,6 +283,9 @@ def register_artifact(run_id: uuid.UUID, info: ArtifactInfo) -> tuple[Artifact, 
         status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())
         if status is None:
             raise RunNotFoundError()
+        known = _artifact_by_key(run_id, info.idempotency_key)
+        if known is not None:
+            return known, status  # a retry: the original answer, nothing stored again
         artifact = Artifact(
             id=uuid7(),
             run_id=run_id,
@@ -290,10 +294,19 @@ def register_artifact(run_id: uuid.UUID, info: ArtifactInfo) -> tuple[Artifact, 
             content_type=info.content_type,
             size_bytes=info.size_bytes,
             metadata_=info.metadata or {},
+            idempotency_key=info.idempotency_key,
             created_at=utcnow(),
         )
         session.add(artifact)
     return artifact, status
+
+
+def _artifact_by_key(run_id: uuid.UUID, key: str | None) -> Artifact | None:
+    if key is None:
+        return None
+    return db.session.scalar(
+        select(Artifact).where(Artifact.run_id == run_id, Artifact.idempotency_key == key)
+    )
 
 
 def upload_artifact(
@@ -303,9 +316,13 @@ def upload_artifact(
 
     The upload happens outside any database transaction (it may take minutes and must not hold
     SQLite's write lock). If registering fails afterwards, the object is removed again, so a
-    failed request leaves nothing behind. Raises InvalidRequestError (also for a key the backend
-    cannot hold, e.g. a file/folder clash on local disk), RunNotFoundError.
+    failed request leaves nothing behind. A retry (same idempotencyKey) answers the artifact
+    already registered and keeps nothing of its own bytes. Raises InvalidRequestError (also for
+    a key the backend cannot hold, e.g. a file/folder clash on local disk), RunNotFoundError.
     """
+    known = _artifact_by_key(run_id, info.idempotency_key)
+    if known is not None:
+        return known, run_status(run_id)
     artifact_id = uuid7()
     # An explicit empty storageKey is a 400 like any other bad key, not "use the default".
     key = info.storage_key
@@ -323,18 +340,26 @@ def upload_artifact(
             status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())
             if status is None:
                 raise RunNotFoundError()
-            artifact = Artifact(
-                id=artifact_id,
-                run_id=run_id,
-                artifact_type=info.artifact_type,
-                storage_key=key,
-                content_type=info.content_type or "application/octet-stream",
-                size_bytes=size,
-                metadata_=info.metadata or {},
-                created_at=utcnow(),
-            )
-            session.add(artifact)
+            # A retry that raced the original upload: the original wins.
+            known = _artifact_by_key(run_id, info.idempotency_key)
+            if known is None:
+                artifact = Artifact(
+                    id=artifact_id,
+                    run_id=run_id,
+                    artifact_type=info.artifact_type,
+                    storage_key=key,
+                    content_type=info.content_type or "application/octet-stream",
+                    size_bytes=size,
+                    metadata_=info.metadata or {},
+                    idempotency_key=info.idempotency_key,
+                    created_at=utcnow(),
+                )
+                session.add(artifact)
     except BaseException:
         storage.delete(key)
         raise
+    if known is not None:
+        if known.storage_key != key:
+            storage.delete(key)
+        return known, status
     return artifact, status

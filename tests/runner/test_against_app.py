@@ -40,8 +40,8 @@ def origin(app: Flask) -> Iterator[str]:
 class LosingAdapter(HTTPAdapter):
     """Lets the server handle every request, then loses some answers (seeded).
 
-    Only status and events answers are lost: artifact registration has no idempotency key in
-    API.md, so a lost artifact answer would register the artifact twice when retried.
+    Status and events answers are lost at random; the first answer of every artifact request is
+    always lost, so each registration and upload is retried (the idempotency key keeps one).
     """
 
     def __init__(self, seed: int, rate: float) -> None:
@@ -49,11 +49,16 @@ class LosingAdapter(HTTPAdapter):
         self.random = random.Random(seed)
         self.rate = rate
         self.lost = 0
+        self.artifact_requests = 0
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         response = super().send(request, *args, **kwargs)
         url = request.url or ""
-        if url.endswith(("/events", "/status")) and self.random.random() < self.rate:
+        lose = url.endswith(("/events", "/status")) and self.random.random() < self.rate
+        if url.endswith("/artifacts"):
+            self.artifact_requests += 1
+            lose = self.artifact_requests % 2 == 1  # the first attempt of each
+        if lose:
             self.lost += 1
             response.close()
             raise requests.ConnectionError("the answer was lost")
@@ -89,6 +94,7 @@ def test_a_run_reported_through_the_client_is_what_the_user_sees(
         runner.set_status("completed")
         assert runner.run_status == "completed" and not runner.cancelled
     assert adapter.lost > 0  # answers were lost, and nothing below is duplicated
+    assert adapter.artifact_requests == 4  # each artifact request was sent twice
 
     sign_in(client, user)
     r = client.get(f"/api/design/runs/{run.id}")

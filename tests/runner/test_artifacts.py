@@ -29,6 +29,7 @@ def test_register_artifact_sends_the_fields_in_camel_case(
     )
     assert answer["storageKey"] == "elsewhere/hero.png"
     assert answer["artifactId"] == fake.artifacts[0]["id"]
+    key = fake.artifacts[0]["idempotencyKey"]
     assert fake.artifacts[0] == {
         "id": answer["artifactId"],
         "artifactType": "image",
@@ -36,7 +37,10 @@ def test_register_artifact_sends_the_fields_in_camel_case(
         "contentType": "image/png",
         "sizeBytes": 1234,
         "metadata": {"width": 800},
+        "idempotencyKey": key,
     }
+    client.register_artifact("image", "elsewhere/other.png")
+    assert fake.artifacts[1]["idempotencyKey"] not in {None, key}
 
 
 def test_upload_artifact_sends_multipart_with_the_fields_and_the_bytes(
@@ -71,7 +75,7 @@ def test_upload_artifact_without_options_guesses_the_part_type(
     path.write_text("<h1>hi</h1>")
     client_factory(fake).upload_artifact(str(path), "page")
     stored = fake.artifacts[0]
-    assert set(stored) == {"id", "artifactType", "file"}
+    assert set(stored) == {"id", "artifactType", "idempotencyKey", "file"}
     assert stored["file"]["contentType"] == "text/html"
     assert stored["file"]["data"] == b"<h1>hi</h1>"
 

@@ -204,3 +204,27 @@ def test_legacy_secret_may_register(app, client):
         headers=legacy_headers(app),
     )
     assert r.status_code == 200, r.get_json()
+
+
+def test_retry_with_the_same_idempotency_key_answers_the_original_artifact(app, client):
+    user = make_user(app)
+    run = make_run(app, user, status="running")
+    body = {"artifactType": "image", "storageKey": "elsewhere/a.png", "idempotencyKey": "art-1"}
+    first = register(client, app, run, body)
+    assert first.status_code == 200, first.get_json()
+    again = register(client, app, run, {**body, "storageKey": "elsewhere/b.png"})
+    assert again.status_code == 200, again.get_json()
+    assert again.get_json()["artifactId"] == first.get_json()["artifactId"]
+    assert again.get_json()["storageKey"] == "elsewhere/a.png"
+    assert len(artifact_rows(app, run.id)) == 1
+    # keys are per run
+    other = make_run(app, user, status="running")
+    elsewhere = register(client, app, other, body)
+    assert elsewhere.get_json()["artifactId"] != first.get_json()["artifactId"]
+
+
+@pytest.mark.parametrize("key", ["", "k" * 201, 7])
+def test_bad_idempotency_key_is_400(app, client, key):
+    run = make_run(app, make_user(app), status="running")
+    body = {"artifactType": "image", "storageKey": "elsewhere/a.png", "idempotencyKey": key}
+    assert_invalid(register(client, app, run, body), "idempotencyKey")

@@ -374,3 +374,23 @@ def test_large_upload_is_streamed_not_held_in_memory(backend, app, client, objec
     assert r.get_json()["sizeBytes"] == 32 * MiB
     assert peak < 16 * MiB, f"peak {peak / MiB:.1f} MiB for a 32 MiB upload"
     assert objects.keys() == {r.get_json()["storageKey"]}
+
+
+def test_retried_upload_keeps_one_artifact_and_one_object(app, client, objects):
+    run = make_run(app, make_user(app), status="running")
+
+    def send():
+        data = {
+            "artifactType": "source",
+            "idempotencyKey": "upload-1",
+            "file": (io.BytesIO(b"<h1>hi</h1>"), "index.html", "text/html"),
+        }
+        r = upload(client, app, run, data)
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()
+
+    first, again = send(), send()
+    assert again["artifactId"] == first["artifactId"]
+    assert again["storageKey"] == first["storageKey"]
+    assert len(artifact_rows(app, run.id)) == 1
+    assert objects.keys() == {first["storageKey"]}
