@@ -77,7 +77,7 @@ def test_a_failing_trigger_does_not_hold_the_pool_while_it_backs_off(daytona, ap
     assert wait_for(lambda: len(daytona.log) >= 1)
     good = create_run(client, token, prompt="goes through")
 
-    assert wait_for(lambda: good["id"] in [b["runId"] for b in jobs(daytona)], timeout=3)
+    assert wait_for(lambda: good["id"] in [b["runId"] for b in jobs(daytona)], timeout=6)
     # the good run's row goes once its answer is in; the bad one waits, released, for its retry
-    assert wait_for(lambda: [str(r.run_id) for r in trigger_rows(app)] == [bad["id"]], timeout=3)
+    assert wait_for(lambda: [str(r.run_id) for r in trigger_rows(app)] == [bad["id"]], timeout=6)
     assert trigger_rows(app)[0].attempts >= 1
