@@ -11,13 +11,11 @@ exits). The others leave local triggers alone.
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import json
 import logging
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import threading
@@ -160,27 +158,20 @@ class LocalRunner:
                 db.session.remove()
         dispatcher.wake(self.app)  # a slot is free: start the next queued run
 
-    def terminate_all(self) -> None:
-        """TERM every child's process group (the service is stopping)."""
-        with self._guard:
-            children = list(self.children.values())
-        for process in children:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-
 
 # The subprocess gets the job (with its run-scoped token) on stdin; never the server's secrets.
 _SERVER_SECRETS = frozenset({"RUNNER_AUTH_SECRET", "SECRET_KEY", "DATABASE_URL", "DAYTONA_API_KEY"})
 
 
 def local_runner(app: Flask) -> LocalRunner:
-    """The app's LocalRunner, created on first use (stops its children at exit)."""
+    """The app's LocalRunner, created on first use.
+
+    Its children are deliberately not stopped when this process exits: gunicorn recycles
+    workers (max_requests), and a run in progress keeps reporting over HTTP to the workers
+    that remain.
+    """
     runner: LocalRunner | None = app.extensions.get(_EXTENSION)
     if runner is None:
         runner = LocalRunner(app)
         app.extensions[_EXTENSION] = runner
-        atexit.register(runner.terminate_all)
     return runner
