@@ -14,6 +14,7 @@ from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 
 from designrun.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from designrun.text import string_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -23,23 +24,10 @@ def _reject_constant(name: str) -> Any:
 
 
 def check_strings(value: Any, path: str) -> None:
-    """Reject NUL characters and lone surrogates anywhere: PostgreSQL cannot store them."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidRequestError(f"{path or 'body'}: must not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidRequestError(
-                f"{path or 'body'}: invalid Unicode (lone surrogate)"
-            ) from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_strings(key, path)
-            check_strings(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            check_strings(item, f"{path}[{index}]")
+    """400 for a NUL character or lone surrogate anywhere (designrun/text.py says why)."""
+    problem = string_problem(value, path)
+    if problem is not None:
+        raise InvalidRequestError(problem)
 
 
 def is_json_request() -> bool:

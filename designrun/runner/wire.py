@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import requests
 
+from designrun.text import string_problem
+
 log = logging.getLogger("designrun.runner")
 
 
@@ -110,21 +112,10 @@ def _jwt_claims(token: str) -> dict[str, Any] | None:
 
 
 def _check_strings(value: Any, path: str) -> None:
-    # The server refuses NUL characters and lone surrogates (PostgreSQL cannot store them).
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{path}: must not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{path}: invalid Unicode (lone surrogate)") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_strings(key, path)
-            _check_strings(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_strings(item, f"{path}[{index}]")
+    # The server's own rule (designrun/text.py): refuse early what it would refuse.
+    problem = string_problem(value, path)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def _json_object(value: Any, name: str) -> dict[str, Any]:
