@@ -22,7 +22,6 @@ except ConfigError as exc:
     # 4 is gunicorn's APP_LOAD_ERROR: the arbiter halts instead of respawning the worker.
     sys.exit(4)
 
-from designrun.triggers import dispatcher, selected_backend  # noqa: E402
+from designrun import background  # noqa: E402
 
-if selected_backend(app.config) is not None:
-    dispatcher.start(app)
+background.start(app)

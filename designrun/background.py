@@ -1,0 +1,101 @@
+"""Background work of a serving process: the trigger dispatcher and the periodic sweeps.
+
+Every sweep has the dispatcher's shape (STYLE.md § Background work): a row says what is due, a
+conditional UPDATE claims it (a lease that doubles as a fencing token), the side effect is done
+only while the lease is still held, and a second process or a duplicate pass is harmless. A sweep
+is a plain function ``run_once(app) -> int`` (how many items it handled) that tests call
+directly; this module only decides *when* it runs.
+
+``start(app)`` is the one call that starts a serving process's background work (gunicorn
+workers via wsgi.py, ``flask run``); ``create_app`` never starts threads, and CLI commands and
+tests start nothing unless they ask for it.
+
+To add a sweep, append a ``Sweep`` to ``SWEEPS`` below (import its module lazily inside a small
+function so that this module stays cheap to import).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+_EXTENSION = "designrun.background"
+TICK = 1.0  # seconds between looks at which sweep is due
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A periodic job: ``run_once(app)`` every ``every(config)`` seconds in each serving process."""
+
+    name: str
+    run_once: Callable[[Flask], Any]
+    every: Callable[[Mapping[str, Any]], float]
+
+
+# The registry: each entry imports its module lazily (see the module docstring).
+SWEEPS: list[Sweep] = []
+
+
+class _State:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+
+def start(app: Flask) -> None:
+    """Start this process's dispatcher (when a runner backend is configured) and sweeps, once."""
+    if app.extensions.get(_EXTENSION) is not None:
+        return
+    state = _State()
+    app.extensions[_EXTENSION] = state
+
+    from designrun.triggers import dispatcher, selected_backend
+
+    if selected_backend(app.config) is not None:
+        dispatcher.start(app)
+    if SWEEPS:
+        state.thread = threading.Thread(
+            target=_loop, args=(app, state), name="dr-sweeps", daemon=True
+        )
+        state.thread.start()
+
+
+def stop(app: Flask, wait: bool = True) -> None:
+    """Stop what ``start`` started (leases left behind are taken over by any live process)."""
+    state: _State | None = app.extensions.pop(_EXTENSION, None)
+    if state is None:
+        return
+    state.stop.set()
+    from designrun.triggers import dispatcher
+
+    dispatcher.stop(app, wait=wait)
+    if state.thread is not None and wait:
+        state.thread.join(timeout=5)
+
+
+def run_sweeps_once(app: Flask) -> dict[str, Any]:
+    """Run every registered sweep once, inline (for tests and the CLI); name → its result."""
+    return {sweep.name: sweep.run_once(app) for sweep in SWEEPS}
+
+
+def _loop(app: Flask, state: _State) -> None:
+    due: dict[str, float] = {}
+    while not state.stop.is_set():
+        now = time.monotonic()
+        for sweep in SWEEPS:
+            if due.get(sweep.name, 0.0) > now:
+                continue
+            try:
+                sweep.run_once(app)
+            except Exception:
+                log.exception("sweep %s: pass failed", sweep.name)
+            due[sweep.name] = time.monotonic() + max(0.1, float(sweep.every(app.config)))
+        state.stop.wait(TICK)
