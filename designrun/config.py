@@ -36,6 +36,7 @@ ENVIRONMENT = (
     "TRUSTED_ORIGINS",
     "ALLOW_SIGNUP",
     "MAX_UPLOAD_BYTES",
+    "MAX_JSON_BYTES",
     "STORAGE_LOCAL_DIR",
     "SESSION_TTL",
     "TRIGGER_MAX_ATTEMPTS",
@@ -213,6 +214,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "TRUSTED_ORIGINS": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
         "ALLOW_SIGNUP": _env_bool("ALLOW_SIGNUP", True),
         "MAX_UPLOAD_BYTES": _env_int("MAX_UPLOAD_BYTES", 1073741824, minimum=1),
+        # Largest JSON body (event batches); other JSON endpoints are bounded tighter
+        # (api/limits.py). JSON is parsed in memory, uploads are streamed.
+        "MAX_JSON_BYTES": _env_int("MAX_JSON_BYTES", 32 * 1024 * 1024, minimum=1),
         "SESSION_TTL": _env_int("SESSION_TTL", 604800, minimum=60),
         "TRIGGER_MAX_ATTEMPTS": _env_int("TRIGGER_MAX_ATTEMPTS", 5, minimum=1),
         "TRIGGER_TIMEOUT": _env_int("TRIGGER_TIMEOUT", 10, minimum=1),

@@ -26,7 +26,7 @@ _ERROR_TEXT = {
     403: "Forbidden",
     404: "Not found",
     409: "The run is finished (run_finished, runStatus says how) or still active (run_active)",
-    413: "Body larger than MAX_UPLOAD_BYTES",
+    413: "Body larger than its bound (MAX_JSON_BYTES or tighter for JSON, MAX_UPLOAD_BYTES)",
     415: "Body is not JSON",
     422: "E-mail already registered",
     429: "Too many failed sign-ins (Retry-After)",
