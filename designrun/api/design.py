@@ -16,7 +16,7 @@ from designrun.errors import NotFoundError
 from designrun.services import runs
 from designrun.storage import get_storage
 from designrun.storage.base import StorageKeyError
-from designrun.storage.keys import safe_file_name
+from designrun.storage.keys import is_owned, safe_file_name
 
 design_api = Blueprint("design_api", __name__, url_prefix="/api/design")
 
@@ -68,6 +68,13 @@ def download_artifact(run_id: uuid.UUID, artifact_id: uuid.UUID) -> Response:
     origin, where the user's session cookie lives.
     """
     artifact = runs.get_artifact(g.account_id, run_id, artifact_id)
+    if not is_owned(artifact.storage_key, run_id):
+        # A reference to an object outside the run's own prefix: never read through designrun,
+        # or one run's token could register (and its user read) any object in the store.
+        raise NotFoundError(
+            "the artifact is a reference to an object outside the run's storage",
+            code="external_object",
+        )
     storage = get_storage()
     try:
         stream = storage.open(artifact.storage_key)

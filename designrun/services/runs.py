@@ -29,7 +29,7 @@ from designrun.services.event_store import NewEvent, rows_for, store_events
 from designrun.services.run_states import transition
 from designrun.storage import get_storage
 from designrun.storage.base import StorageKeyError
-from designrun.storage.keys import default_key, key_problem, own_prefix, run_prefix
+from designrun.storage.keys import default_key, is_owned, key_problem, own_prefix, run_prefix
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +329,12 @@ def upload_artifact(
     if key is None:
         key = default_key(run_id, artifact_id, file_name)
     _check_key(key, run_id)
+    if not is_owned(key, run_id):
+        # Keys elsewhere are references: writing one would overwrite another run's object.
+        raise InvalidRequestError(
+            f"storageKey: an upload is stored under the run's own prefix runs/{run_id}/ "
+            "(a key elsewhere can only be registered with the JSON form, as a reference)"
+        )
     run_status(run_id)  # 404 before spending time on the upload
     storage = get_storage()
     try:

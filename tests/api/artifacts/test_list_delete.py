@@ -103,15 +103,9 @@ def test_delete_removes_the_runs_objects_and_rows_but_nothing_else(app, client, 
             "file": (io.BytesIO(b"2"), "b.txt"),
         },
     )
-    outside = upload(
-        client,
-        app,
-        run,
-        {
-            "artifactType": "c",
-            "storageKey": f"exports/{run.id}/c.txt",
-            "file": (io.BytesIO(b"3"), "c.txt"),
-        },
+    objects.put(f"exports/{run.id}/c.txt", b"3")
+    outside = register(
+        client, app, run, {"artifactType": "c", "storageKey": f"exports/{run.id}/c.txt"}
     )
     objects.put("shared/registered.bin", b"elsewhere")
     register(client, app, run, {"artifactType": "d", "storageKey": "shared/registered.bin"})
