@@ -2,6 +2,7 @@
 
 from designrun.models.accounts import Account, SignInFailure, User, UserSession
 from designrun.models.runs import TERMINAL, Artifact, Run, RunEvent, RunStatus
+from designrun.models.storage import StorageDeletion, StorageSweep
 from designrun.models.triggers import Trigger
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "RunEvent",
     "RunStatus",
     "SignInFailure",
+    "StorageDeletion",
+    "StorageSweep",
     "Trigger",
     "User",
     "UserSession",

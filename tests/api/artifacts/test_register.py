@@ -41,7 +41,7 @@ def test_json_registration_keeps_every_field(app, client):
     run = make_run(app, make_user(app), status="running")
     body = {
         "artifactType": "bundle",
-        "storageKey": f"runs/{run.id}/site.zip",
+        "storageKey": "elsewhere/site.zip",
         "contentType": "application/zip",
         "sizeBytes": 12345,
         "metadata": {"pages": 3, "nested": {"ok": [1, 2]}},
@@ -137,7 +137,7 @@ def test_limits_themselves_are_accepted(app, client):
     assert len(json.dumps(metadata, separators=(",", ":"))) == 64 * 1024
     body = {
         "artifactType": "t" * 100,
-        "storageKey": f"runs/{run.id}/x",
+        "storageKey": "elsewhere/x",  # a reference: its claimed size is kept as given
         "contentType": "c" * 255,
         "sizeBytes": MAX_SAFE_INTEGER,
         "metadata": metadata,
