@@ -33,6 +33,11 @@ ENVIRONMENT = (
     "S3_BUCKET",
     "S3_ENDPOINT_URL",
     "S3_REGION",
+    "S3_ADDRESSING_STYLE",
+    "S3_PRESIGN_DOWNLOADS",
+    "UPLOAD_URL_TTL",
+    "ORPHAN_GRACE_SECONDS",
+    "ORPHAN_SWEEP_INTERVAL",
     "TRUSTED_ORIGINS",
     "ALLOW_SIGNUP",
     "MAX_UPLOAD_BYTES",
@@ -166,6 +171,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         raise ConfigError("designrun: STORAGE_BACKEND must be 'local' or 's3'")
     if storage_backend == "s3" and not _env_str("S3_BUCKET"):
         raise ConfigError("designrun: STORAGE_BACKEND=s3 needs S3_BUCKET")
+    addressing = (_env_str("S3_ADDRESSING_STYLE") or "auto").lower()
+    if addressing not in {"auto", "path", "virtual"}:
+        raise ConfigError("designrun: S3_ADDRESSING_STYLE must be 'auto', 'path' or 'virtual'")
     database_url = _env_str("DATABASE_URL") or (
         "sqlite:///" + os.path.join(instance_path, "designrun.db")
     )
@@ -209,6 +217,16 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "S3_BUCKET": _env_str("S3_BUCKET"),
         "S3_ENDPOINT_URL": _env_str("S3_ENDPOINT_URL"),
         "S3_REGION": _env_str("S3_REGION"),
+        # MinIO and most self-hosted stores want "path" (http://host:9000/bucket/key).
+        "S3_ADDRESSING_STYLE": addressing,
+        # Downloads from s3 storage: a 302 to a presigned GET, or streamed by the service.
+        "S3_PRESIGN_DOWNLOADS": _env_bool("S3_PRESIGN_DOWNLOADS", True),
+        # Lifetime (seconds) of a direct upload URL (POST …/artifacts/uploads).
+        "UPLOAD_URL_TTL": _env_int("UPLOAD_URL_TTL", 3600, minimum=60),
+        # An object under runs/ that no artifact names is removed once it is this old (seconds).
+        "ORPHAN_GRACE_SECONDS": _env_int("ORPHAN_GRACE_SECONDS", 86400, minimum=60),
+        # Seconds between two passes of the orphan sweep in each serving process.
+        "ORPHAN_SWEEP_INTERVAL": _env_int("ORPHAN_SWEEP_INTERVAL", 600, minimum=1),
         "STORAGE_LOCAL_DIR": _env_str("STORAGE_LOCAL_DIR")
         or os.path.join(instance_path, "artifacts"),
         "TRUSTED_ORIGINS": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
