@@ -185,3 +185,69 @@ def write_transaction() -> Iterator[Session]:
             raise
         finally:
             _write_intent.reset(token)
+
+
+class PgConnections:
+    """This process's plain psycopg connections for the event fast path (one per thread in use).
+
+    The hot path skips SQLAlchemy's pool: its ``pool_pre_ping`` costs a round trip per
+    checkout. A connection the server dropped is noticed by the statement that fails, which
+    services/event_store.py retries once on a new connection when nothing was committed.
+    """
+
+    MAX_IDLE = 8
+
+    def __init__(self, conninfo: str, connect_timeout: int) -> None:
+        self.conninfo = conninfo
+        self.connect_timeout = connect_timeout
+        self.idle: list[Any] = []
+        self.lock = threading.Lock()
+
+    def take(self) -> tuple[Any, bool]:
+        """A connection and whether it was idle in the pool (False: connected just now)."""
+        with self.lock:
+            if self.idle:
+                return self.idle.pop(), True
+        return self.connect(), False
+
+    def connect(self) -> Any:
+        import psycopg
+
+        # prepare_threshold=0: the hot path's few statements are prepared on first use.
+        return psycopg.connect(
+            self.conninfo, connect_timeout=self.connect_timeout, prepare_threshold=0
+        )
+
+    def give_back(self, conn: Any) -> None:
+        """Return a healthy connection (idle, no transaction open); close it past MAX_IDLE."""
+        with self.lock:
+            if len(self.idle) < self.MAX_IDLE:
+                self.idle.append(conn)
+                return
+        conn.close()
+
+
+_pg: dict[str, PgConnections] = {}
+_pg_pid = os.getpid()
+
+
+def pg_connections(engine: Engine) -> PgConnections | None:
+    """This process's PgConnections for ``engine``, or None (not PostgreSQL through psycopg)."""
+    global _pg_pid
+    if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+        return None
+    key = str(engine.url)
+    pool = _pg.get(key)
+    if pool is not None and _pg_pid == os.getpid():
+        return pool
+    with _writers_lock:
+        if _pg_pid != os.getpid():
+            _pg.clear()  # a forked child never uses its parent's sockets
+            _pg_pid = os.getpid()
+        pool = _pg.get(key)
+        if pool is None:
+            url = engine.url.set(drivername="postgresql")
+            timeout = int(url.query.get("connect_timeout", 5))  # type: ignore[arg-type]
+            pool = PgConnections(url.render_as_string(hide_password=False), timeout)
+            _pg[key] = pool
+        return pool

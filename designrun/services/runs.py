@@ -25,6 +25,7 @@ from designrun.errors import InvalidRequestError, NotFoundError, RunNotFoundErro
 from designrun.extensions import db
 from designrun.models import Artifact, Run, RunEvent, RunStatus, Trigger
 from designrun.models.types import utcnow, uuid7
+from designrun.services import event_store
 from designrun.services.event_store import NewEvent, rows_for, store_events
 from designrun.services.run_states import transition
 from designrun.storage import get_storage
@@ -242,8 +243,7 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[u
     on SQLite), so concurrent writers of one run are serialised and never share a number.
     Accepted in any run state. Raises RunNotFoundError.
     """
-    with write_transaction() as session:
-        return store_events(rows_for(session.connection()), run_id, events)
+    return event_store.append(run_id, events)
 
 
 def fail_run(run_id: uuid.UUID, message: str, only_queued: bool = True) -> bool:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
+
+from designrun.database import PgConnections
 from designrun.extensions import db
 from designrun.models import Run
 from designrun.services import runs
@@ -39,6 +42,9 @@ def _in_threads(app, work, count: int) -> None:
     assert errors == []
 
 
+@pytest.mark.skipif(
+    bool(os.environ.get("TEST_DATABASE_URL")), reason="the writer-queue file is SQLite's"
+)
 def test_200_threads_failing_runs_leave_no_descriptor_behind(app):
     user = make_user(app)
     run_ids = [make_run(app, user).id for _ in range(200)]
@@ -74,4 +80,6 @@ def test_one_thread_per_event_request_leaves_no_descriptor_behind(app, client):
     for _ in range(5):
         _in_threads(app, post, 20)
 
-    assert _open_descriptors() <= before + 2
+    # On PostgreSQL the fast path keeps a few idle connections for the next requests.
+    idle = PgConnections.MAX_IDLE if os.environ.get("TEST_DATABASE_URL") else 0
+    assert _open_descriptors() <= before + 2 + idle
