@@ -26,8 +26,8 @@ from designrun.errors import InvalidRequestError, NotFoundError, RunNotFoundErro
 from designrun.extensions import db
 from designrun.models import Artifact, Run, RunEvent, RunStatus, Trigger
 from designrun.models.types import utcnow, uuid7
-from designrun.services import hooks, orphans
-from designrun.services.event_store import NewEvent, rows_for, store_events
+from designrun.services import event_store, hooks, orphans
+from designrun.services.event_store import NewEvent
 from designrun.services.lifecycle import (
     apply_runner_status,
     cancel_locked,
@@ -242,5 +242,4 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[u
     on SQLite), so concurrent writers of one run are serialised and never share a number.
     Accepted in any run state. Raises RunNotFoundError.
     """
-    with write_transaction() as session:
-        return store_events(rows_for(session.connection()), run_id, events)
+    return event_store.append(run_id, events)
