@@ -117,6 +117,7 @@ class Check:
             "file" if any(JOB_PLACEHOLDER in c for c in self.command) else "env"
         )
         self.server = EmbeddedServer(workdir, FaultPlan(self.profile, self.seed), self.token_ttl)
+        self.log: list[str] = []
 
     def _spawn(self, job: dict[str, Any]) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if k not in _SERVER_ONLY}
@@ -151,7 +152,6 @@ class Check:
                 stdin=stdin,
                 stdout=out,
                 stderr=err,
-                cwd=self.workdir,
                 env=env,
                 start_new_session=True,  # its own process group: a timeout kills all of it
             )
@@ -182,6 +182,7 @@ class Check:
                 token_ttl=self.token_ttl,
             )
             card = score(self.server.injector.exchanges, self.server.state(), outcome)
+            self.log = [e.describe() for e in self.server.injector.exchanges]
         finally:
             self.server.stop()
         return card, self._context()
@@ -220,6 +221,7 @@ class Check:
             "command": self.command,
             "runnerStdout": tail("runner.out"),
             "runnerStderr": tail("runner.err"),
+            "requests": self.log,
         }
 
 

@@ -70,6 +70,7 @@ class EmbeddedServer:
         from designrun import create_app
 
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         instance = workdir / "instance"
         self.secret = secrets.token_urlsafe(48)
         self.app: Flask = create_app(

@@ -230,13 +230,13 @@ class _Checker:
                         extra += len(again)
                     break
         artifacts = self._artifact_duplicates()
-        self.stats["duplicates"] = {"events": extra, "artifacts": len(artifacts)}
+        self.stats["duplicates"] = {"events": extra, "artifacts": len(artifacts) // 2}
         if extra or artifacts:
             keyless = any(not ev.key for e in self.events_x for ev in e.events)
             why = " (its events carry no idempotencyKey)" if keyless else ""
             self.add(
                 "duplicates",
-                f"{extra} event(s) and {len(artifacts)} artifact(s) stored twice after "
+                f"{extra} event(s) and {len(artifacts) // 2} artifact(s) stored twice after "
                 f"retries{why}",
                 shown + artifacts,
             )
@@ -408,7 +408,7 @@ class _Checker:
         if len(kept_on) > 1 or stop > self.outcome.stop_bound:
             self.add(
                 "cancel",
-                f"the runner learnt of the cancel ({first.describe().split(':')[0]}) but kept "
+                f"the runner learnt of the cancel (409 on request #{first.number}) but kept "
                 f"working: {len(kept_on)} more status report(s), stopped {stop:.1f}s after the "
                 f"cancel (bound {self.outcome.stop_bound:.0f}s)",
                 [first, *kept_on],
