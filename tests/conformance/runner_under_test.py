@@ -3,7 +3,7 @@
     python tests/conformance/runner_under_test.py [--defect NAME] [--events N] [--seconds S]
 
 It reads the job from DESIGNRUN_JOB (or stdin), reports ``running``, sends N events (three per
-request, each with ``metadata.seq`` and an idempotency key) each batch followed by a progress report,
+request, each with ``metadata.seq`` and an idempotency key), each batch then a progress report,
 uploads one file, and finishes ``completed`` with ``eventCount`` and ``artifactCount``. It
 retries connection errors, 503 and 429 (waiting ``Retry-After``), drops a request refused with
 another 4xx, refreshes its token at half its life, and stops at a 409.
