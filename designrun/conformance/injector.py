@@ -353,6 +353,8 @@ def _multipart_fields(environ: dict[str, Any], raw: bytes) -> tuple[str | None, 
         return None, None
     upload = files.get("file")
     name = form.get("storageKey") or (upload.filename if upload is not None else None)
+    for part in files.values():
+        part.close()
     return form.get("idempotencyKey"), name
 
 

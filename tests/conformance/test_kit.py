@@ -8,6 +8,8 @@ node is missing). Each check is a subprocess, like CI would run it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -18,9 +20,11 @@ from typing import Any
 
 import pytest
 
+from designrun.conformance import cli
+
 REPO = Path(__file__).resolve().parents[2]
 UNDER_TEST = [sys.executable, str(Path(__file__).with_name("runner_under_test.py"))]
-# Short runs: the demo agent pauses 50 ms per step, the test runner spreads 24 events over 1.5 s.
+# Short runs: the demo agent pauses 50 ms per step, the test runner spreads 24 events over 0.5 s.
 FAST_DEMO = {"DESIGNRUN_DEMO_DELAY": "0.05"}
 
 pytestmark = pytest.mark.slow
@@ -29,21 +33,28 @@ pytestmark = pytest.mark.slow
 def check(
     *args: str, command: list[str] | None = None, env: dict[str, str] | None = None
 ) -> tuple[int, dict[str, Any]]:
-    """Run the kit with --json; return its exit status and its scorecard."""
-    argv = [sys.executable, "-m", "designrun.conformance.cli", "--json", *args]
+    """Run the kit in this process with --json; return its exit status and its scorecard.
+
+    In-process (the runner is still a real subprocess) to spare each check the interpreter's
+    start-up and imports; test_the_human_scorecard… runs the console entry point itself.
+    """
+    argv = ["--json", *args]
     if command is not None:
         argv += ["--", *command]
-    result = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    assert result.returncode in (0, 1), result.stderr
-    return result.returncode, json.loads(result.stdout)
+    saved = {name: os.environ.get(name) for name in env or {}}
+    os.environ.update(env or {})
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            code = cli.main(argv)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    assert code in (0, 1), out.getvalue()
+    return code, json.loads(out.getvalue())
 
 
 def failed_checks(card: dict[str, Any]) -> list[str]:
@@ -76,7 +87,7 @@ def test_designrun_runner_stops_after_a_cancel() -> None:
 
 @pytest.mark.parametrize("job_via", ["env", "stdin"])
 def test_the_runner_under_test_passes_as_written(job_via: str) -> None:
-    command = [*UNDER_TEST, "--seconds", "1.5", "--job-from", job_via]
+    command = [*UNDER_TEST, "--seconds", "0.5", "--job-from", job_via]
     code, card = check("--seed", "1", "--job-via", job_via, command=command)
     assert (code, failed_checks(card)) == (0, []), card
     assert card["stats"]["events"]["declared"] == 24
@@ -101,7 +112,7 @@ def test_a_broken_runner_fails_with_the_finding_that_names_its_defect(
         "--defect",
         defect,
         "--seconds",
-        "3" if defect == "no-refresh" else "1.5",
+        "3" if defect == "no-refresh" else "0.5",
     ]
     code, card = check("--seed", "1", *extra, command=command)
     assert code == 1
@@ -112,7 +123,7 @@ def test_a_broken_runner_fails_with_the_finding_that_names_its_defect(
 
 def test_the_human_scorecard_names_the_failure_and_its_requests() -> None:
     argv = [sys.executable, "-m", "designrun.conformance.cli", "--seed", "1", "--"]
-    argv += [*UNDER_TEST, "--defect", "ignore-retry-after", "--seconds", "1.5"]
+    argv += [*UNDER_TEST, "--defect", "ignore-retry-after", "--seconds", "0.5"]
     result = subprocess.run(
         argv, capture_output=True, text=True, timeout=120, cwd=REPO, check=False
     )
