@@ -168,6 +168,7 @@ class Check:
         try:
             job = self.server.create_run(self.args.prompt, {})
             started = time.monotonic()
+            self.server.injector.started = started  # request times count from the runner's start
             process = self._spawn(job)
             cancel_at, timed_out = self._watch(process, started)
             exited_at = self.server.injector.now()
