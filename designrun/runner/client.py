@@ -107,6 +107,10 @@ class RunnerClient:
         self._session = session if session is not None else requests.Session()
         self._random = random.Random()  # noqa: S311  (jitter, not security)
         self._sleep: Callable[[float], None] = time.sleep  # a seam for tests
+        # Monotonic time before which no request is sent: a 429/503's Retry-After holds for
+        # every sender (the background flusher, an explicit flush, status calls), not only the
+        # request that received it.
+        self._not_before = 0.0
 
         self._token = ""
         self._token_exp: float | None = None
@@ -490,6 +494,11 @@ class RunnerClient:
             attempt += 1
             if refresh:
                 self._maybe_refresh(deadline)
+            wait = self._not_before - time.monotonic()
+            if attempt == 1 and wait > 0:
+                # Another sender was told to wait (later attempts of this call wait their own
+                # backoff, which honours the Retry-After they received).
+                self._pause(wait, deadline, background, endpoint)
             timeout = self._timeout
             if deadline is not None:
                 timeout = min(timeout, deadline - time.monotonic())
@@ -513,6 +522,9 @@ class RunnerClient:
                 if 300 <= status < 500 and status != 429:
                     raise self._final_error(endpoint, response, payload)
                 retry_after = _retry_after(response) if status in (429, 503) else None
+                if retry_after is not None:
+                    held = time.monotonic() + min(self._backoff_cap, retry_after)
+                    self._not_before = max(self._not_before, held)
                 detail = f"HTTP {status}" + (f" {code}" if code else "")
             if attempt >= self._max_attempts:
                 raise RunnerError(
