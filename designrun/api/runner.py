@@ -122,9 +122,12 @@ def post_artifact(run_id: uuid.UUID) -> dict[str, Any]:
             data["contentType"] = upload.mimetype
         check_strings(data, "")
         info = _artifact_info(validate(ArtifactFields, data))
-        artifact, status = artifacts.upload_artifact(
-            run_id, info, cast(BinaryIO, upload.stream), upload.filename
-        )
+        try:
+            artifact, status = artifacts.upload_artifact(
+                run_id, info, cast(BinaryIO, upload.stream), upload.filename
+            )
+        finally:
+            upload.close()  # the spooled temporary file, at once (not when garbage-collected)
     else:
         raise UnsupportedMediaTypeError(
             "expected application/json (registration) or multipart/form-data (upload)"
