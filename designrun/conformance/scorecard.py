@@ -28,7 +28,7 @@ from typing import Any
 
 from designrun.conformance.embedded import RunState
 from designrun.conformance.faults import KINDS, LOST, RATE_LIMITED, REFUSED
-from designrun.conformance.injector import Exchange, event_counter
+from designrun.conformance.injector import Exchange, canonical, event_counter
 
 RETRY_AFTER_TOLERANCE = 0.05  # seconds: clocks and scheduling, not a runner's shortcut
 RESEND_WINDOW = 0.9  # seconds: an identical progress report sooner than this is a retry
@@ -99,6 +99,7 @@ class _Checker:
         self.refused = [e for e in exchanges if e.fault is not None and e.fault.kind == REFUSED]
         self.refused_content = {ev.content for e in self.refused for ev in e.events}
         self.refused_keys = {ev.key for e in self.refused for ev in e.events if ev.key}
+        self.runner_events = list(state.events)
 
     def add(self, check: str, message: str, shown: list[Exchange] | None = None) -> None:
         self.findings.append(Finding(check, message, _shown(shown or [])))
@@ -139,7 +140,14 @@ class _Checker:
     # --- events ---------------------------------------------------------------------------
 
     def events(self) -> None:
-        stored = self.state.events
+        # Only what the runner sent: the server writes events of its own (run.cancelled, …).
+        sent = {ev.content for e in self.events_x for ev in e.events}
+        stored = [
+            e
+            for e in self.state.events
+            if e.key or canonical([e.event_type, e.message, e.metadata]) in sent
+        ]
+        self.runner_events = stored
         stored_keys = {e.key for e in stored if e.key}
         identities: dict[Any, list[int]] = collections.defaultdict(list)
         for event in stored:
@@ -182,13 +190,15 @@ class _Checker:
         for exchange in self.events_x:
             for event in exchange.events:
                 counter = event.counter
+                name = f"{counter[0]} {counter[1]}" if counter else ""
                 if (
                     not event.key
                     and counter is not None
                     and counter not in stored_counters
                     and counter not in refused_counters
+                    and name not in missing
                 ):
-                    missing.append(f"{counter[0]} {counter[1]}")
+                    missing.append(name)
                     shown.append(exchange)
         short = 0 if declared is None else declared - distinct - len(self.refused_content)
         if missing:
@@ -263,7 +273,7 @@ class _Checker:
     def _order(self) -> None:
         seen: set[tuple[str, int]] = set()
         last: dict[str, int] = {}
-        for event in self.state.events:
+        for event in self.runner_events:
             counter = event_counter(event.key, event.metadata)
             if counter is None or counter in seen:
                 continue
@@ -370,7 +380,7 @@ class _Checker:
             if e.status is not None
             and 400 <= e.status < 500
             and e.fault is None
-            and e.status != 401
+            and e.token_expired_for is None  # the token check reports those
             and not (e.status == 409 and cancelled)
         ]
         if odd:
