@@ -51,10 +51,11 @@ class RunnerOutcome:
     exit_code: int | None  # None: killed at the timeout
     duration: float  # seconds from start to exit
     timed_out: bool
-    cancel_at: float | None  # seconds since the injector started, when the kit cancelled
+    cancel_at: float | None  # seconds since the runner started, when the kit cancelled
     exited_at: float  # same clock
     stop_bound: float  # seconds the runner may take to stop after a cancel
     token_ttl: int
+    cancel_requested: bool = False  # --cancel (cancel_at stays None if the run finished first)
 
 
 @dataclass
@@ -394,6 +395,8 @@ class _Checker:
     def cancel(self) -> None:
         cancel_at = self.outcome.cancel_at
         if cancel_at is None:
+            if self.outcome.cancel_requested:
+                self.stats["cancel"] = {"at": None, "note": "not exercised: the run finished first"}
             return
         stop = self.outcome.exited_at - cancel_at
         self.stats["cancel"] = {"at": round(cancel_at, 2), "stoppedAfter": round(stop, 2)}
