@@ -150,11 +150,11 @@ class _Checker:
         ]
         self.runner_events = stored
         stored_keys = {e.key for e in stored if e.key}
-        identities: dict[Any, list[int]] = collections.defaultdict(list)
+        identities: dict[Any, list[str]] = collections.defaultdict(list)
         for event in stored:
             counter = event_counter(event.key, event.metadata)
             identity = event.key or (("counter", counter) if counter else ("row", event.id))
-            identities[identity].append(event.sequence)
+            identities[identity].append(event.id)
         distinct = len(identities)
         declared_body = _final_status_body(self.exchanges) or {}
         declared = _count(declared_body.get("eventCount"))
@@ -219,32 +219,42 @@ class _Checker:
                 failed,
             )
 
-    def _duplicates(self, identities: dict[Any, list[int]]) -> None:
-        extra = sum(len(seqs) - 1 for seqs in identities.values())
+    def _duplicates(self, identities: dict[Any, list[str]]) -> None:
+        # Stored rows that repeat an event: the same key or counter twice (a keyless resend)...
+        duplicates = {row for rows in identities.values() for row in rows[1:]}
         shown: list[Exchange] = []
-        # A lost answer resent without keys: the same event content stored under a new id.
-        for position, lost in enumerate(self.events_x):
+        rekeyed = False
+        # ... or the content of a lost answer's events stored again under a new id by the next
+        # events request (the retry): resent without keys, or with new keys (the same key gets
+        # the original id). Only that request: a later log line may rightly repeat a message.
+        for lost in self.events_x:
             if lost.fault is None or lost.fault.kind != LOST or lost.status != 200:
                 continue
+            later = self._follow_up(lost)
+            if later is None or later.status != 200:
+                continue
             originals = dict(zip((ev.content for ev in lost.events), lost.event_ids, strict=False))
-            for later in self.events_x[position + 1 :]:
-                if later.status != 200:
-                    continue
-                again = [
-                    ev.content
-                    for ev, new_id in zip(later.events, later.event_ids, strict=False)
-                    if ev.content in originals and originals[ev.content] != new_id and not ev.key
-                ]
-                if again:
-                    shown += [lost, later]
-                    if not any(isinstance(k, tuple) and k[0] == "counter" for k in identities):
-                        extra += len(again)
-                    break
+            again = [
+                (ev, new_id)
+                for ev, new_id in zip(later.events, later.event_ids, strict=False)
+                if ev.content in originals and originals[ev.content] != new_id
+            ]
+            if again:
+                shown += [lost, later]
+                duplicates.update(new_id for _, new_id in again)
+                rekeyed = rekeyed or any(ev.key for ev, _ in again)
         artifacts = self._artifact_duplicates()
+        extra = len(duplicates)
         self.stats["duplicates"] = {"events": extra, "artifacts": len(artifacts) // 2}
         if extra or artifacts:
             keyless = any(not ev.key for e in self.events_x for ev in e.events)
-            why = " (its events carry no idempotencyKey)" if keyless else ""
+            why = (
+                " (resent under new idempotency keys)"
+                if rekeyed
+                else " (its events carry no idempotencyKey)"
+                if keyless
+                else ""
+            )
             self.add(
                 "duplicates",
                 f"{extra} event(s) and {len(artifacts) // 2} artifact(s) stored twice after "
