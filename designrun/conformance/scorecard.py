@@ -130,13 +130,15 @@ class _Checker:
         outcome = self.outcome
         self.stats["exitCode"] = outcome.exit_code
         self.stats["runnerSeconds"] = round(outcome.duration, 2)
+        last = self.exchanges[-1:]  # where the runner was when it ended
         if outcome.timed_out:
             self.add(
                 "timeout",
                 f"the runner was still running after {outcome.duration:.0f}s and was killed",
+                last,
             )
         elif outcome.exit_code not in (0, None) and outcome.cancel_at is None:
-            self.add("exit_code", f"the runner exited with status {outcome.exit_code}")
+            self.add("exit_code", f"the runner exited with status {outcome.exit_code}", last)
 
     # --- events ---------------------------------------------------------------------------
 
@@ -417,6 +419,7 @@ class _Checker:
                     "cancel",
                     f"the runner took {stop:.1f}s to stop after the cancel "
                     f"(bound {self.outcome.stop_bound:.0f}s)",
+                    [e for e in self.exchanges if e.arrived >= cancel_at][-1:],
                 )
             return
         first = told[0]
