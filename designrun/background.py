@@ -40,8 +40,30 @@ class Sweep:
     every: Callable[[Mapping[str, Any]], float]
 
 
+def _daytona_watchdog(app: Flask) -> int:
+    from designrun.triggers import sandboxes
+
+    return sandboxes.watch_once(app)
+
+
+def _daytona_orphans(app: Flask) -> int:
+    from designrun.triggers import sandboxes
+
+    return sandboxes.clean_orphans_once(app)
+
+
 # The registry: each entry imports its module lazily (see the module docstring).
-SWEEPS: list[Sweep] = []
+SWEEPS: list[Sweep] = [
+    # Each sandbox row has its own next check (DAYTONA_WATCH_INTERVAL); the pass that finds
+    # the due ones is cheap, and frequent so that a finished run's sandbox goes quickly.
+    Sweep("daytona-watchdog", _daytona_watchdog, every=lambda config: 2.0),
+    # The first pass runs at start-up.
+    Sweep(
+        "daytona-orphans",
+        _daytona_orphans,
+        every=lambda config: float(config.get("DAYTONA_CLEAN_INTERVAL") or 600),
+    ),
+]
 
 
 class _State:

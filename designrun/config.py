@@ -43,6 +43,20 @@ ENVIRONMENT = (
     "LOCAL_RUNNER_ORIGIN",
     "LOCAL_RUNNER_HEARTBEAT",
     "DESIGNRUN_INSTANCE_PATH",
+    "DAYTONA_TARGET",
+    "DAYTONA_SNAPSHOT",
+    "DAYTONA_IMAGE",
+    "DAYTONA_CPU",
+    "DAYTONA_MEMORY",
+    "DAYTONA_DISK",
+    "DAYTONA_AUTO_STOP_MINUTES",
+    "DAYTONA_AUTO_DELETE_MINUTES",
+    "DAYTONA_KEEP_SECONDS",
+    "DAYTONA_NETWORK_ALLOW",
+    "DAYTONA_AGENT_COMMAND",
+    "DAYTONA_CREATE_TIMEOUT",
+    "DAYTONA_WATCH_INTERVAL",
+    "DAYTONA_CLEAN_INTERVAL",
     "DESIGNRUN_SQLITE_SYNCHRONOUS",
 )
 
@@ -163,10 +177,14 @@ def load_config(instance_path: str) -> dict[str, Any]:
     )
     origins = _env_str("TRUSTED_ORIGINS") or ""
     backend = (_env_str("RUNNER_BACKEND") or "").lower() or None
-    if backend not in {None, "daytona", "local", "none"}:
-        raise ConfigError("designrun: RUNNER_BACKEND must be 'daytona', 'local' or 'none'")
+    if backend not in {None, "daytona", "daytona-sdk", "local", "none"}:
+        raise ConfigError(
+            "designrun: RUNNER_BACKEND must be 'daytona', 'daytona-sdk', 'local' or 'none'"
+        )
     if backend == "daytona" and not _env_str("DAYTONA_API_URL"):
         raise ConfigError("designrun: RUNNER_BACKEND=daytona needs DAYTONA_API_URL")
+    if backend == "daytona-sdk":
+        _check_sandbox_settings()
     return {
         "RUNNER_AUTH_SECRET": runner_secret,
         "SECRET_KEY": secret_key,
@@ -196,6 +214,46 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "TRIGGER_TIMEOUT": _env_int("TRIGGER_TIMEOUT", 10, minimum=1),
         # Seconds before the 2nd attempt; doubles per attempt (1, 2, 4, 8 by default).
         "TRIGGER_BACKOFF_BASE": _env_float("TRIGGER_BACKOFF_BASE", 1.0),
+        **_sandbox_settings(),
+    }
+
+
+def _check_sandbox_settings() -> None:
+    if not _env_str("DAYTONA_API_KEY"):
+        raise ConfigError("designrun: RUNNER_BACKEND=daytona-sdk needs DAYTONA_API_KEY")
+    if not (_env_str("DAYTONA_SNAPSHOT") or _env_str("DAYTONA_IMAGE")):
+        raise ConfigError(
+            "designrun: RUNNER_BACKEND=daytona-sdk needs DAYTONA_SNAPSHOT (or DAYTONA_IMAGE): "
+            "an image with designrun-runner installed (docs/daytona.md)"
+        )
+
+
+def _sandbox_settings() -> dict[str, Any]:
+    """The Daytona sandbox backend's settings (docs/daytona.md § Settings)."""
+
+    def optional_int(name: str) -> int | None:
+        return _env_int(name, 0, minimum=1) if _env_str(name) else None
+
+    return {
+        "DAYTONA_TARGET": _env_str("DAYTONA_TARGET"),
+        "DAYTONA_SNAPSHOT": _env_str("DAYTONA_SNAPSHOT"),
+        "DAYTONA_IMAGE": _env_str("DAYTONA_IMAGE"),
+        # Resources (GiB for memory and disk); Daytona applies them to image-based sandboxes.
+        "DAYTONA_CPU": optional_int("DAYTONA_CPU"),
+        "DAYTONA_MEMORY": optional_int("DAYTONA_MEMORY"),
+        "DAYTONA_DISK": optional_int("DAYTONA_DISK"),
+        # Backstops in case designrun is not there to clean up: Daytona stops an idle sandbox,
+        # then deletes a stopped one (minutes).
+        "DAYTONA_AUTO_STOP_MINUTES": _env_int("DAYTONA_AUTO_STOP_MINUTES", 15, minimum=1),
+        "DAYTONA_AUTO_DELETE_MINUTES": _env_int("DAYTONA_AUTO_DELETE_MINUTES", 60, minimum=0),
+        # How long a finished run's sandbox is kept for debugging (0: deleted at once).
+        "DAYTONA_KEEP_SECONDS": _env_int("DAYTONA_KEEP_SECONDS", 0, minimum=0),
+        # Where else the sandbox may connect besides the callback origin ('*': anywhere).
+        "DAYTONA_NETWORK_ALLOW": _env_str("DAYTONA_NETWORK_ALLOW"),
+        "DAYTONA_AGENT_COMMAND": _env_str("DAYTONA_AGENT_COMMAND"),
+        "DAYTONA_CREATE_TIMEOUT": _env_int("DAYTONA_CREATE_TIMEOUT", 180, minimum=10),
+        "DAYTONA_WATCH_INTERVAL": _env_int("DAYTONA_WATCH_INTERVAL", 10, minimum=1),
+        "DAYTONA_CLEAN_INTERVAL": _env_int("DAYTONA_CLEAN_INTERVAL", 600, minimum=10),
     }
 
 

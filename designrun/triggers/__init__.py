@@ -19,3 +19,15 @@ def selected_backend(config: Mapping[str, Any]) -> str | None:
     if backend:
         return str(backend)
     return "daytona" if config.get("DAYTONA_API_URL") else "local"
+
+
+def attempt_seconds(config: Mapping[str, Any]) -> float:
+    """How long one trigger attempt may take, which its lease must cover.
+
+    TRIGGER_TIMEOUT for a job request; a Daytona sandbox launch waits up to
+    DAYTONA_CREATE_TIMEOUT for the sandbox to start, plus a few bounded API calls around it.
+    """
+    seconds = float(config["TRIGGER_TIMEOUT"])
+    if selected_backend(config) == "daytona-sdk":
+        seconds = max(seconds, float(config["DAYTONA_CREATE_TIMEOUT"]) + 240.0)
+    return seconds
