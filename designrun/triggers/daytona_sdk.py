@@ -47,6 +47,8 @@ GONE_STATES = frozenset({"destroyed", "destroying"})
 FAILED_STATES = frozenset({"error", "build_failed"})
 # States ``start`` must be asked for; any other non-started state is waited on.
 RESTARTABLE_STATES = frozenset({"stopped", "archived", "paused"})
+# States in which nothing runs in the sandbox any more (a runner in it is gone).
+STOPPED_STATES = frozenset({"stopped", "stopping", "archived", "archiving"})
 REQUEST_TIMEOUT = 30.0  # seconds for one plain REST call (the SDK has no default)
 
 
@@ -75,6 +77,18 @@ class SandboxInfo:
     @property
     def failed(self) -> bool:
         return self.state in FAILED_STATES
+
+    @property
+    def stopped(self) -> bool:
+        return self.state in STOPPED_STATES
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One look at a running sandbox: None for a sandbox Daytona does not know any more."""
+
+    sandbox: SandboxInfo | None
+    exit_code: int | None
 
 
 @dataclass(frozen=True)
@@ -217,11 +231,6 @@ class DaytonaClient:
             raise
         return True
 
-    def touch(self, sandbox_id: str) -> None:
-        """Record activity, so that the auto-stop backstop does not stop a working sandbox."""
-        sandbox = _call("get sandbox", lambda: self._sdk.get(sandbox_id, REQUEST_TIMEOUT))
-        _call("refresh activity", lambda: sandbox.refresh_activity(REQUEST_TIMEOUT))
-
     # --- the runner command ----------------------------------------------------------------------
 
     def work_dir(self, sandbox_id: str) -> str:
@@ -264,14 +273,30 @@ class DaytonaClient:
         )
         return str(response.cmd_id)
 
-    def exit_code(self, sandbox_id: str, session_id: str, command_id: str) -> int | None:
-        """The command's exit code, or None while it runs."""
-        sandbox = _call("get sandbox", lambda: self._sdk.get(sandbox_id, REQUEST_TIMEOUT))
+    def watch(self, sandbox_id: str, session_id: str, command_id: str) -> Watched:
+        """The sandbox's state and, while it is started, the command's exit code (None: runs).
+
+        A sandbox whose command still runs is also marked active, so that the auto-stop
+        backstop never stops a sandbox at work (Daytona does not count a running process as
+        activity). One sandbox lookup per call: it runs every DAYTONA_WATCH_INTERVAL seconds.
+        """
+        try:
+            sandbox = _call("get sandbox", lambda: self._sdk.get(sandbox_id, REQUEST_TIMEOUT))
+        except SandboxError as exc:
+            if exc.not_found:
+                return Watched(sandbox=None, exit_code=None)
+            raise
+        info = _info(sandbox)
+        if info.state != "started":
+            return Watched(sandbox=info, exit_code=None)
         command = _call(
             "get command",
             lambda: sandbox.process.get_session_command(session_id, command_id, REQUEST_TIMEOUT),
         )
-        return None if command.exit_code is None else int(command.exit_code)
+        if command.exit_code is not None:
+            return Watched(sandbox=info, exit_code=int(command.exit_code))
+        _call("refresh activity", lambda: sandbox.refresh_activity(REQUEST_TIMEOUT))
+        return Watched(sandbox=info, exit_code=None)
 
     def logs(self, sandbox_id: str, session_id: str, command_id: str) -> str:
         """The command's output so far (stdout and stderr interleaved)."""

@@ -399,22 +399,23 @@ def _watch_running(app: Flask, row: DaytonaSandbox, held: datetime) -> None:
     interval = timedelta(seconds=app.config["DAYTONA_WATCH_INTERVAL"])
     if row.sandbox_id is None or row.session_id is None or row.command_id is None:
         raise SandboxError("the sandbox row has no command recorded")  # never written so
-    sandbox = client.get(row.sandbox_id)
+    watched = client.watch(row.sandbox_id, row.session_id, row.command_id)
+    sandbox = watched.sandbox
     problem = None
     if sandbox is None or sandbox.gone:
         problem = "the Daytona sandbox disappeared"
     elif sandbox.failed:
         problem = f"the Daytona sandbox failed ({sandbox.state}): {sandbox.error_reason or '?'}"
-    elif sandbox.state != "started":
+    elif sandbox.stopped:
         problem = f"the Daytona sandbox is {sandbox.state}" + (
-            f": {sandbox.error_reason}" if sandbox.error_reason else ""
+            f" ({sandbox.error_reason})" if sandbox.error_reason else ""
         )
     if problem is not None:
         _fail_and_finish(app, row, held, f"{problem} before the runner reported a final status")
         return
-    exit_code = client.exit_code(row.sandbox_id, row.session_id, row.command_id)
+    exit_code = watched.exit_code
     if exit_code is None:
-        client.touch(row.sandbox_id)  # toolbox polls count as activity too; this says so plainly
+        # Running (or the sandbox is in a passing state such as resizing): look again later.
         _release(row.run_id, held, attempts=0, last_error=None, next_check_at=now + interval)
         return
     if row.exit_code is None:

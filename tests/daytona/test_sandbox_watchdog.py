@@ -71,6 +71,24 @@ def test_sandbox_in_error_fails_run_with_daytonas_reason(sandbox_app, fake):
     assert fake.live() == []
 
 
+def test_running_sandbox_is_kept_active_and_a_stopped_one_fails_the_run(sandbox_app, fake):
+    app = sandbox_app(DAYTONA_AGENT_COMMAND="sleep 30")
+    client, token = user_session(app)
+    run = create_run(client, token)
+    dispatcher.run_once(app)
+    [sandbox] = fake.live()
+
+    sandboxes.watch_once(app)
+
+    assert sandbox.activity == 1  # auto-stop does not count a running process as activity
+    assert get_run(client, token, run["id"])["status"] in {"queued", "running"}
+    fake.set_state(sandbox.id, "stopped")
+    sandboxes.watch_once(app)
+    stored = get_run(client, token, run["id"])
+    assert stored["status"] == "failed"
+    assert "the Daytona sandbox is stopped" in stored["error"]
+
+
 def test_sandbox_that_disappeared_fails_the_run(sandbox_app, fake):
     app = sandbox_app(DAYTONA_AGENT_COMMAND="sleep 30")
     client, token = user_session(app)
