@@ -52,6 +52,12 @@ def _daytona_orphans(app: Flask) -> int:
     return sandboxes.clean_orphans_once(app)
 
 
+def _orphans(app: Flask) -> int:
+    from designrun.services import orphans
+
+    return orphans.run_once(app)
+
+
 # The registry: each entry imports its module lazily (see the module docstring).
 SWEEPS: list[Sweep] = [
     # Each sandbox row has its own next check (DAYTONA_WATCH_INTERVAL); the pass that finds
@@ -63,6 +69,10 @@ SWEEPS: list[Sweep] = [
         _daytona_orphans,
         every=lambda config: float(config.get("DAYTONA_CLEAN_INTERVAL") or 600),
     ),
+    # Failed object deletions and never-registered uploads (services/orphans.py). The sweep's
+    # own lease row decides when a whole pass is due (ORPHAN_SWEEP_INTERVAL); ticks in between
+    # retry due deletions and continue a pass that stopped after its page budget.
+    Sweep("orphans", _orphans, lambda config: min(30.0, float(config["ORPHAN_SWEEP_INTERVAL"]))),
 ]
 
 

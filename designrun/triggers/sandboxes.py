@@ -39,17 +39,28 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import object_session
 
 from designrun.database import write_transaction
 from designrun.extensions import db
-from designrun.models import DaytonaSandbox, Run, RunStatus, SandboxState, SweepLease, Trigger
+from designrun.models import (
+    DaytonaSandbox,
+    FailureReason,
+    Run,
+    RunStatus,
+    RunTransition,
+    SandboxState,
+    SweepLease,
+    Trigger,
+)
 from designrun.models.types import utcnow
-from designrun.triggers.daytona import TriggerError, job_body
+from designrun.services import hooks
 from designrun.triggers.daytona_sdk import DaytonaClient, SandboxError, SandboxSpec, client_for
+from designrun.triggers.jobs import TriggerError, job_body
 
 log = logging.getLogger(__name__)
 
-BACKEND = "daytona-sdk"
+BACKEND = "daytona"
 LABEL_RUN = "designrun.run_id"
 LABEL_INSTANCE = "designrun.instance"
 LEASE_SECONDS = 120.0  # a watchdog pass over one row: a few Daytona calls of at most 30 s each
@@ -244,6 +255,26 @@ def abandon(run_id: uuid.UUID) -> None:
             )
             .values(state=SandboxState.FINISHED.value, delete_after=now, next_check_at=now)
         )
+
+
+@hooks.on_transition
+def _on_transition(run: Run, transition: RunTransition) -> None:
+    """A run of this backend finished (cancel, delete, its runner's report, a reaper): make its
+    sandbox row due now, in the same transaction, so the next watchdog pass (every 2 s) deletes
+    the sandbox instead of waiting for the row's next regular look."""
+    if run.dispatch_backend != BACKEND or not RunStatus(transition.to_status).terminal:
+        return
+    session = object_session(run)
+    if session is None:
+        return
+    session.execute(
+        update(DaytonaSandbox)
+        .where(
+            DaytonaSandbox.run_id == run.id,
+            DaytonaSandbox.state != SandboxState.DELETED.value,
+        )
+        .values(next_check_at=utcnow())
+    )
 
 
 # --- watch and clean (a sweep) -------------------------------------------------------------------
@@ -444,7 +475,7 @@ def _fail_and_finish(app: Flask, row: DaytonaSandbox, held: datetime, message: s
 
     if not _still_ours(row.run_id, held):
         return
-    if runs.fail_run(row.run_id, message, only_queued=False):
+    if runs.fail_run(row.run_id, message, only_queued=False, reason=FailureReason.RUNNER_EXITED):
         log.warning("run_id=%s: %s", row.run_id, message.splitlines()[0])
     keep = timedelta(seconds=app.config["DAYTONA_KEEP_SECONDS"])
     delete_after = utcnow() + keep

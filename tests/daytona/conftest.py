@@ -48,7 +48,7 @@ def sandbox_app(app_factory: Any, fake: FakeDaytona) -> Iterator[Any]:
     def build(**overrides: Any) -> Flask:
         port = free_port()
         config: dict[str, Any] = {
-            "RUNNER_BACKEND": "daytona-sdk",
+            "RUNNER_BACKEND": "daytona",
             "DAYTONA_API_URL": fake.url,
             "DAYTONA_API_KEY": API_KEY,
             "DAYTONA_SNAPSHOT": "designrun-runner-test",

@@ -30,7 +30,7 @@ def test_demo_run_completes_in_a_sandbox_and_the_sandbox_goes(
         "DESIGNRUN_INSTANCE_PATH": str(instance),
         "STORAGE_LOCAL_DIR": str(tmp_path / "objects"),
         "RUNNER_AUTH_SECRET": secrets.token_urlsafe(32),
-        "RUNNER_BACKEND": "daytona-sdk",
+        "RUNNER_BACKEND": "daytona",
         "DAYTONA_API_URL": fake.url,
         "DAYTONA_API_KEY": API_KEY,
         "DAYTONA_SNAPSHOT": "designrun-runner",

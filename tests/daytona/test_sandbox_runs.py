@@ -64,6 +64,12 @@ def test_run_completes_in_its_own_labelled_sandbox_then_the_sandbox_is_deleted(s
     assert wait_for(lambda: finished(client, token, run["id"]), timeout=60)
     stored = get_run(client, token, run["id"])
     assert stored["status"] == "completed", (stored, command.log.decode())
+    assert stored["dispatch"] == {
+        "backend": "daytona",
+        "state": "sent",
+        "attempts": 1,
+        "lastError": None,
+    }
     events = get_events(client, token, run["id"])
     assert any(e["message"] == "hello from the sandbox" for e in events), events
 
@@ -94,6 +100,8 @@ def test_daytona_down_during_create_is_retried_then_the_run_fails_dispatch(sandb
     stored = get_run(client, token, run["id"])
     assert stored["status"] == "failed", stored
     assert "after 3 attempts" in stored["error"]
+    assert stored["failureReason"] == "dispatch_failed"
+    assert stored["dispatch"]["backend"] == "daytona" and stored["dispatch"]["state"] == "failed"
     assert "Daytona" in stored["error"] and "injected failure" in stored["error"]
     assert [e["eventType"] for e in get_events(client, token, run["id"])] == ["error"]
     assert trigger_rows(app) == []

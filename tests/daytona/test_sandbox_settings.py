@@ -9,7 +9,7 @@ from designrun.triggers import sandboxes
 
 
 def test_sandbox_backend_needs_an_api_key_and_a_snapshot(monkeypatch, tmp_path):
-    monkeypatch.setenv("RUNNER_BACKEND", "daytona-sdk")
+    monkeypatch.setenv("RUNNER_BACKEND", "daytona")
     with pytest.raises(ConfigError, match="DAYTONA_API_KEY"):
         load_config(str(tmp_path))
     monkeypatch.setenv("DAYTONA_API_KEY", "dtn_key")
@@ -17,7 +17,7 @@ def test_sandbox_backend_needs_an_api_key_and_a_snapshot(monkeypatch, tmp_path):
         load_config(str(tmp_path))
     monkeypatch.setenv("DAYTONA_SNAPSHOT", "designrun-runner")
     config = load_config(str(tmp_path))
-    assert config["RUNNER_BACKEND"] == "daytona-sdk"
+    assert config["RUNNER_BACKEND"] == "daytona"
     assert config["DAYTONA_API_URL"] is None  # the SDK's own default then
     assert (config["DAYTONA_AUTO_STOP_MINUTES"], config["DAYTONA_AUTO_DELETE_MINUTES"]) == (15, 60)
     assert config["DAYTONA_KEEP_SECONDS"] == 0

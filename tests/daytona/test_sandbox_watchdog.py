@@ -7,10 +7,9 @@ from __future__ import annotations
 import uuid
 
 from designrun import background
-from designrun.services import runs
 from designrun.triggers import dispatcher, sandboxes
 from tests.daytona.test_sandbox_runs import finished, sandbox_row
-from tests.factories import make_run, make_user
+from tests.factories import bearer, make_run, make_user
 from tests.triggers.support import (
     create_run,
     get_events,
@@ -44,6 +43,7 @@ def test_runner_exiting_without_final_status_fails_run_with_log_tail(
 
     stored = get_run(client, token, run["id"])
     assert stored["status"] == "failed"
+    assert stored["failureReason"] == "runner_exited"
     assert "exited with code 3 before reporting a final status" in stored["error"]
     [event] = get_events(client, token, run["id"])
     assert event["eventType"] == "error"
@@ -66,6 +66,7 @@ def test_sandbox_in_error_fails_run_with_daytonas_reason(sandbox_app, fake):
     stored = get_run(client, token, run["id"])
     assert stored["status"] == "failed"
     assert "the runner host ran out of disk" in stored["error"]
+    assert stored["failureReason"] == "runner_exited"
     assert [e["eventType"] for e in get_events(client, token, run["id"])] == ["error"]
     sandboxes.watch_once(app)
     assert fake.live() == []
@@ -119,15 +120,23 @@ def test_daytona_unreachable_while_watching_does_not_fail_the_run(sandbox_app, f
     assert row.claimed_until is None and row.state == "running"
 
 
-def test_cancelled_run_has_its_sandbox_deleted(sandbox_app, fake):
-    app = sandbox_app(DAYTONA_AGENT_COMMAND="sleep 30", DAYTONA_KEEP_SECONDS=3600)
+def test_cancelled_run_has_its_sandbox_deleted_on_the_next_pass(sandbox_app, fake):
+    # A long watch interval: only the cancel's transition hook makes the row due at once.
+    app = sandbox_app(
+        DAYTONA_AGENT_COMMAND="sleep 30", DAYTONA_KEEP_SECONDS=3600, DAYTONA_WATCH_INTERVAL=3600
+    )
     client, token = user_session(app)
     run = create_run(client, token)
     dispatcher.run_once(app)
     [sandbox] = fake.live()
     [command] = fake.commands(sandbox.id)
-    with app.app_context():
-        runs.apply_status(uuid.UUID(run["id"]), "cancelled", None, None)
+    sandboxes.watch_once(app)
+    assert fake.live() == [sandbox]  # not due yet
+
+    r = client.post(f"/api/design/runs/{run['id']}/cancel", headers=bearer(token))
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["run"]["failureReason"] == "cancelled_by_user"
+    assert fake.live() == [sandbox]  # the request did not wait for Daytona
 
     sandboxes.watch_once(app)
 
@@ -137,13 +146,13 @@ def test_cancelled_run_has_its_sandbox_deleted(sandbox_app, fake):
 
 
 def test_deleted_run_has_its_sandbox_deleted(sandbox_app, fake):
-    app = sandbox_app(DAYTONA_AGENT_COMMAND="sleep 30")
+    app = sandbox_app(DAYTONA_AGENT_COMMAND="sleep 30", DAYTONA_WATCH_INTERVAL=3600)
     client, token = user_session(app)
     run = create_run(client, token)
     dispatcher.run_once(app)
     [sandbox] = fake.live()
 
-    r = client.delete(f"/api/design/runs/{run['id']}", headers={"Authorization": f"Bearer {token}"})
+    r = client.delete(f"/api/design/runs/{run['id']}", headers=bearer(token))
     assert r.status_code == 200, r.get_json()
     assert fake.live() == [sandbox]  # the request did not wait for Daytona
 

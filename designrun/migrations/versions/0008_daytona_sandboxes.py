@@ -1,13 +1,17 @@
 """daytona sandboxes
 
 Revision ID: 0008
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-07
 
 One row per run started in a Daytona sandbox (the ``daytona`` runner backend): the sandbox,
 session and command ids, what the watchdog has seen, and its lease. Deliberately no foreign key
 to runs: a deleted run's row is what lets the watchdog delete its sandbox afterwards.
 A small named-lease table lets one process at a time sweep Daytona for orphaned sandboxes.
+
+The backend name ``daytona`` now means a sandbox per run; rows written before this revision
+with that name were job requests, renamed ``jobs`` here so that a trigger pending across the
+upgrade is still sent as a job request.
 
 """
 from alembic import op
@@ -16,12 +20,14 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0008'
-down_revision = '0002'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
 
 def upgrade():
+    op.execute("UPDATE triggers SET backend = 'jobs' WHERE backend = 'daytona'")
+    op.execute("UPDATE runs SET dispatch_backend = 'jobs' WHERE dispatch_backend = 'daytona'")
     op.create_table(
         'daytona_sandboxes',
         sa.Column('run_id', sa.Uuid(), nullable=False),
