@@ -40,6 +40,18 @@ class Sweep:
     every: Callable[[Mapping[str, Any]], float]
 
 
+def _daytona_watchdog(app: Flask) -> int:
+    from designrun.triggers import sandboxes
+
+    return sandboxes.watch_once(app)
+
+
+def _daytona_orphans(app: Flask) -> int:
+    from designrun.triggers import sandboxes
+
+    return sandboxes.clean_orphans_once(app)
+
+
 def _orphans(app: Flask) -> int:
     from designrun.services import orphans
 
@@ -48,6 +60,15 @@ def _orphans(app: Flask) -> int:
 
 # The registry: each entry imports its module lazily (see the module docstring).
 SWEEPS: list[Sweep] = [
+    # Each sandbox row has its own next check (DAYTONA_WATCH_INTERVAL); the pass that finds
+    # the due ones is cheap, and frequent so that a finished run's sandbox goes quickly.
+    Sweep("daytona-watchdog", _daytona_watchdog, every=lambda config: 2.0),
+    # The first pass runs at start-up.
+    Sweep(
+        "daytona-orphans",
+        _daytona_orphans,
+        every=lambda config: float(config.get("DAYTONA_CLEAN_INTERVAL") or 600),
+    ),
     # Failed object deletions and never-registered uploads (services/orphans.py). The sweep's
     # own lease row decides when a whole pass is due (ORPHAN_SWEEP_INTERVAL); ticks in between
     # retry due deletions and continue a pass that stopped after its page budget.
