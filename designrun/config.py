@@ -51,6 +51,8 @@ ENVIRONMENT = (
     "RUN_START_TIMEOUT",
     "DESIGNRUN_INSTANCE_PATH",
     "DESIGNRUN_SQLITE_SYNCHRONOUS",
+    # Set by gunicorn.conf.py for its workers (the bound address), not by operators.
+    "DESIGNRUN_BIND_ORIGIN",
 )
 
 

@@ -159,6 +159,10 @@ class RunnerClient:
                 raise TypeError("error: must be a string")
             body["error"] = error
         self.flush()
+        if status != "running":
+            # API.md Part 2 § Log completeness: how many events this client sent for the run.
+            with self._cond:
+                body["eventCount"] = self._counter
         return self._post("status", json_body=body)
 
     def set_progress(self, progress: float) -> dict[str, Any]:
