@@ -1,7 +1,7 @@
 """gunicorn settings for designrun (``gunicorn wsgi:app`` reads this file from the cwd).
 
 Sync workers, 2 x cores + 1: measured steadier than gthread on SQLite, whose busy handler
-sleeps (shared/bench/README.md). Every value can be overridden by GUNICORN_* style flags or
+sleeps (bench/README.md). Every value can be overridden by GUNICORN_* style flags or
 the environment variables read below.
 """
 

@@ -11,7 +11,7 @@ SQLite is used by several gunicorn worker processes at once, so every connection
 
 Write transactions start with BEGIN IMMEDIATE (``write_transaction``): a deferred BEGIN that
 reads first and writes later fails at once with "database is locked" when another writer got
-in between, whatever the busy timeout (shared/bench/README.md). Read-only requests keep a
+in between, whatever the busy timeout (bench/README.md). Read-only requests keep a
 deferred BEGIN so they never queue behind writers.
 
 Before BEGIN IMMEDIATE, writers also queue on a blocking ``flock()`` of ``<db>.writelock``:
