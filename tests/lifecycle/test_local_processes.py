@@ -91,6 +91,9 @@ def test_cancel_stops_the_agent_from_any_worker_or_host(app, env):
         pids = {run_id: agent_pid(agents, run_id) for run_id in (by_api, by_other_host)}
         wait_for_status(session, server, by_api, {"running"})
         wait_for_status(session, server, by_other_host, {"running"})
+        # The worker that launched them is gone (gunicorn starts another one).
+        instance = Path(env["DESIGNRUN_INSTANCE_PATH"])
+        os.kill(int((instance / "local-runner.lock").read_text().split()[0]), signal.SIGKILL)
 
         r = session.post(f"{server.url}/api/design/runs/{by_api}/cancel", timeout=30)
         assert r.status_code == 200, r.text
@@ -122,8 +125,12 @@ def test_runs_survive_a_restart_count_against_the_limit_and_a_dead_runner_fails(
     second.env["BIND"] = f"127.0.0.1:{first.port}"
     with second:
         new = create_run(session, second, "waits for the slot")
+        withdrawn = create_run(session, second, "cancelled while queued")
         time.sleep(3)  # several dispatcher passes: the old run still holds the only slot
         assert get_run(session, second, new)["status"] == "queued"
+        r = session.post(f"{second.url}/api/design/runs/{withdrawn}/cancel", timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["run"]["dispatch"]["state"] == "none"
 
         os.kill(runner, signal.SIGKILL)  # the runner dies without a final status
         failed = wait_for_status(session, second, old, {"failed"}, timeout=30)
@@ -138,6 +145,9 @@ def test_runs_survive_a_restart_count_against_the_limit_and_a_dead_runner_fails(
         r = session.post(f"{second.url}/api/design/runs/{new}/cancel", timeout=30)
         assert r.status_code == 200, r.text
         assert gone_within(new_agent, CANCEL_WITHIN)
+        assert not (agents / withdrawn).exists()  # the withdrawn run never started
+        steps = get_run(session, second, withdrawn)["transitions"]
+        assert [(t["from"], t["to"], t["by"]) for t in steps] == [("queued", "cancelled", "user")]
 
 
 class Trap:
