@@ -71,6 +71,8 @@ ENVIRONMENT = (
     "DAYTONA_WATCH_INTERVAL",
     "DAYTONA_CLEAN_INTERVAL",
     "DESIGNRUN_SQLITE_SYNCHRONOUS",
+    # Set by gunicorn.conf.py for its workers (the bound address), not by operators.
+    "DESIGNRUN_BIND_ORIGIN",
 )
 
 
