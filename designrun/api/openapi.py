@@ -392,7 +392,13 @@ def _artifact_operations() -> dict[str, dict[str, Any]]:
                 ),
                 "security": [],
                 "parameters": [
-                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "token",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The signed upload token from the upload URL",
+                    }
                 ],
                 "requestBody": {
                     "required": True,
@@ -456,7 +462,8 @@ _RESPONSE_MODELS = [
 def _with_text(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for operations in paths.values():
         for operation in operations.values():
-            summary, description = _TEXT[operation["operationId"]]
+            # Operations written with their own text (the artifact ones) need no entry here.
+            summary, description = _TEXT.get(operation["operationId"], ("", ""))
             operation.setdefault("summary", summary)
             operation.setdefault("description", description)
     return paths
