@@ -40,8 +40,19 @@ class Sweep:
     every: Callable[[Mapping[str, Any]], float]
 
 
+def _orphans(app: Flask) -> int:
+    from designrun.services import orphans
+
+    return orphans.run_once(app)
+
+
 # The registry: each entry imports its module lazily (see the module docstring).
-SWEEPS: list[Sweep] = []
+SWEEPS: list[Sweep] = [
+    # Failed object deletions and never-registered uploads (services/orphans.py). The sweep's
+    # own lease row decides when a whole pass is due (ORPHAN_SWEEP_INTERVAL); ticks in between
+    # retry due deletions and continue a pass that stopped after its page budget.
+    Sweep("orphans", _orphans, lambda config: min(30.0, float(config["ORPHAN_SWEEP_INTERVAL"]))),
+]
 
 
 class _State:
