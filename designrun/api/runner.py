@@ -6,14 +6,20 @@ a run-scoped token for the run in its path, or the legacy shared secret.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any, BinaryIO, cast
 
 from flask import Blueprint, current_app, g, request
 
 from designrun.api import serializers
-from designrun.api.parsing import check_strings, is_json_request, json_object, parse_body, validate
+from designrun.api.parsing import (
+    check_strings,
+    decode_json,
+    is_json_request,
+    json_object,
+    parse_body,
+    validate,
+)
 from designrun.api.schemas import (
     ArtifactFields,
     ArtifactRegistration,
@@ -94,15 +100,8 @@ def _multipart_fields() -> dict[str, Any]:
             data[name] = value
     raw_metadata = request.form.get("metadata")
     if raw_metadata is not None and raw_metadata.strip() != "":
-        try:
-            data["metadata"] = json.loads(raw_metadata, parse_constant=_reject)
-        except ValueError:
-            raise InvalidRequestError("metadata: must be a JSON object (as a string)") from None
+        data["metadata"] = decode_json(raw_metadata, "metadata")
     return data
-
-
-def _reject(name: str) -> Any:
-    raise ValueError(name)
 
 
 @runner_api.post("/runs/<uuid:run_id>/artifacts")
