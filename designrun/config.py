@@ -30,6 +30,7 @@ ENVIRONMENT = (
     "S3_ENDPOINT_URL",
     "S3_REGION",
     "TRUSTED_ORIGINS",
+    "TRUSTED_PROXIES",
     "ALLOW_SIGNUP",
     "MAX_UPLOAD_BYTES",
     "MAX_JSON_BYTES",
@@ -190,6 +191,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "STORAGE_LOCAL_DIR": _env_str("STORAGE_LOCAL_DIR")
         or os.path.join(instance_path, "artifacts"),
         "TRUSTED_ORIGINS": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
+        # Reverse proxies in front of the service (each appends to X-Forwarded-For): the client
+        # address and scheme are taken from that many hops back. 0: the headers are ignored.
+        "TRUSTED_PROXIES": _env_int("TRUSTED_PROXIES", 0, minimum=0),
         "ALLOW_SIGNUP": _env_bool("ALLOW_SIGNUP", True),
         "MAX_UPLOAD_BYTES": _env_int("MAX_UPLOAD_BYTES", 1073741824, minimum=1),
         # Largest JSON body (event batches); other JSON endpoints are bounded tighter

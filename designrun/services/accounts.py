@@ -122,41 +122,40 @@ def sign_in(email: str, password: str, ip: str, user_agent: str | None) -> Signe
     An unknown e-mail and a wrong password get the same answer and cost the same time.
     More than MAX_FAILURES failures for one (e-mail, client address) within FAILURE_WINDOW raise
     RateLimitedError (429 with Retry-After) until the oldest of them leaves the window.
+
+    The check is atomic without locks: each attempt first records itself as a failure (committed),
+    then counts the pair's failures. Every recorded attempt is in the count of any attempt that
+    counts after it, so of attempts arriving at the same moment at most MAX_FAILURES see a count
+    within the limit. A refused attempt withdraws its row; a successful one clears the pair.
     """
     email = normalise_email(email)
     now = utcnow()
     window_start = now - FAILURE_WINDOW
+    pair = (SignInFailure.email == email, SignInFailure.client_ip == ip)
+    attempt = SignInFailure(id=uuid7(), email=email, client_ip=ip, created_at=now)
+    with write_transaction() as session:
+        session.add(attempt)
+        # Old failures are no longer counted: prune them for this key as we go.
+        session.execute(
+            delete(SignInFailure).where(*pair, SignInFailure.created_at <= window_start)
+        )
+    attempt_id = attempt.id
     count, oldest = db.session.execute(
         select(func.count(), func.min(SignInFailure.created_at)).where(
-            SignInFailure.email == email,
-            SignInFailure.client_ip == ip,
-            SignInFailure.created_at > window_start,
+            *pair, SignInFailure.created_at > window_start
         )
     ).one()
-    if count >= MAX_FAILURES and oldest is not None:
-        retry_after = int((oldest + FAILURE_WINDOW - now).total_seconds()) + 1
+    if count > MAX_FAILURES:
+        with write_transaction() as session:
+            session.execute(delete(SignInFailure).where(SignInFailure.id == attempt_id))
+        retry_after = int(((oldest or now) + FAILURE_WINDOW - now).total_seconds()) + 1
         raise RateLimitedError("too many failed sign-ins; try again later", retry_after)
     user = db.session.scalar(select(User).where(User.email == email))
     password_ok = verify_password(user.password_hash if user else None, password)
     if user is None or not password_ok:
-        with write_transaction() as session:
-            session.add(SignInFailure(email=email, client_ip=ip, created_at=now))
-            # Old failures are no longer counted: prune them for this key as we go.
-            session.execute(
-                delete(SignInFailure).where(
-                    SignInFailure.email == email,
-                    SignInFailure.client_ip == ip,
-                    SignInFailure.created_at <= window_start,
-                )
-            )
         raise UnauthorizedError("invalid email or password", code="invalid_credentials")
-    if count:
-        with write_transaction() as session:
-            session.execute(
-                delete(SignInFailure).where(
-                    SignInFailure.email == email, SignInFailure.client_ip == ip
-                )
-            )
+    with write_transaction() as session:
+        session.execute(delete(SignInFailure).where(*pair))
     return _start_session(user, ip, user_agent)
 
 
