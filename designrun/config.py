@@ -199,7 +199,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         # Largest JSON body (event batches); other JSON endpoints are bounded tighter
         # (api/limits.py). JSON is parsed in memory, uploads are streamed.
         "MAX_JSON_BYTES": _env_int("MAX_JSON_BYTES", 32 * 1024 * 1024, minimum=1),
-        "SESSION_TTL": _env_int("SESSION_TTL", 604800, minimum=60),
+        "SESSION_TTL": _env_int("SESSION_TTL", 604800, minimum=1),
         "TRIGGER_MAX_ATTEMPTS": _env_int("TRIGGER_MAX_ATTEMPTS", 5, minimum=1),
         "TRIGGER_TIMEOUT": _env_int("TRIGGER_TIMEOUT", 10, minimum=1),
         # Seconds before the 2nd attempt; doubles per attempt (1, 2, 4, 8 by default).

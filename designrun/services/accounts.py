@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from designrun.auth.passwords import hash_password, verify_password
@@ -168,28 +168,42 @@ def sign_out(token: str | None) -> None:
 
 
 def resolve_session(token: str) -> UserSession | None:
-    """The live session for ``token`` (with its user), or None; renews it when used.
+    """The live session for ``token`` (with its user), or None; renews it when used."""
+    return resolve_and_renew_session(token)[0]
+
+
+def resolve_and_renew_session(token: str) -> tuple[UserSession | None, bool]:
+    """(the live session for ``token`` or None, whether this call renewed it).
 
     The expiry slides by SESSION_TTL on use, at most once per tenth of the TTL, so a busy client
-    does not turn every read into a write.
+    does not turn every read into a write. The renewal is a conditional UPDATE: when a sign-out
+    (or expiry) removed the session between the read and the write, the caller is anonymous.
     """
     now = utcnow()
     record = db.session.scalar(
         select(UserSession).where(UserSession.token_hash == hash_token(token))
     )
     if record is None or record.expires_at <= now:
-        return None
+        return None, False
     ttl = timedelta(seconds=current_app.config["SESSION_TTL"])
-    if now - record.updated_at >= ttl / 10:
-        session_id = record.id
-        with write_transaction() as session:
-            fresh = session.get(UserSession, session_id)
-            if fresh is None:
-                return None
-            fresh.expires_at = now + ttl
-            fresh.updated_at = now
-        record = fresh
-    return record
+    if now - record.updated_at < ttl / 10:
+        return record, False
+    # Detached, the loaded record (and its user) survives the commit without a reload that
+    # could find the row gone.
+    db.session.expunge(record)
+    expires = now + ttl
+    with write_transaction() as session:
+        result = session.execute(
+            update(UserSession)
+            .where(UserSession.id == record.id, UserSession.expires_at > now)
+            .values(expires_at=expires, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None, False
+    record.expires_at = expires
+    record.updated_at = now
+    return record, True
 
 
 def user_by_id(user_id: uuid.UUID) -> User | None:
