@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
 MAX_EMAIL_LENGTH = 254
+MAX_NAME_LENGTH = 200  # users.name and accounts.name
 FAILURE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES = 10
 
@@ -60,7 +61,10 @@ def create_user(email: str, password: str, name: str | None) -> User:
             f"password: must be at least {MIN_PASSWORD_LENGTH} characters",
             code="password_too_short",
         )
-    display = (name or "").strip() or email.split("@", 1)[0]
+    # A derived name is cut to the column's size (an e-mail's local part may be longer).
+    display = (name or "").strip() or email.split("@", 1)[0][:MAX_NAME_LENGTH]
+    if len(display) > MAX_NAME_LENGTH:  # the CLI's --name (the API's schema checks it too)
+        raise InvalidRequestError(f"name: must be at most {MAX_NAME_LENGTH} characters")
     password_hash = hash_password(password)  # slow on purpose: outside the write lock
     try:
         with write_transaction() as session:
