@@ -6,7 +6,6 @@ a run-scoped token for the run in its path, or the legacy shared secret.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -14,7 +13,14 @@ from flask import Blueprint, current_app, g, request
 
 from designrun.api import serializers
 from designrun.api.multipart import FilePart, stream_form
-from designrun.api.parsing import check_strings, is_json_request, json_object, parse_body, validate
+from designrun.api.parsing import (
+    check_strings,
+    decode_json,
+    is_json_request,
+    json_object,
+    parse_body,
+    validate,
+)
 from designrun.api.schemas import (
     ArtifactFields,
     ArtifactRegistration,
@@ -25,7 +31,7 @@ from designrun.api.schemas import (
 )
 from designrun.auth import runner_tokens
 from designrun.auth.sessions import bearer_token
-from designrun.errors import InvalidRequestError, UnauthorizedError, UnsupportedMediaTypeError
+from designrun.errors import UnauthorizedError, UnsupportedMediaTypeError
 from designrun.services import artifacts, lifecycle, runs
 
 runner_api = Blueprint("runner_api", __name__, url_prefix="/api/runner")
@@ -100,15 +106,8 @@ def _form_fields(form: dict[str, str]) -> dict[str, Any]:
             data[name] = value
     raw_metadata = form.get("metadata")
     if raw_metadata is not None and raw_metadata.strip() != "":
-        try:
-            data["metadata"] = json.loads(raw_metadata, parse_constant=_reject)
-        except (ValueError, RecursionError):  # RecursionError: deeply nested (issue 6 #7)
-            raise InvalidRequestError("metadata: must be a JSON object (as a string)") from None
+        data["metadata"] = decode_json(raw_metadata, "metadata")
     return data
-
-
-def _reject(name: str) -> Any:
-    raise ValueError(name)
 
 
 def _streamed_upload(run_id: uuid.UUID, form: dict[str, str], part: FilePart) -> Any:
