@@ -33,6 +33,11 @@ ENVIRONMENT = (
     "S3_BUCKET",
     "S3_ENDPOINT_URL",
     "S3_REGION",
+    "S3_ADDRESSING_STYLE",
+    "S3_PRESIGN_DOWNLOADS",
+    "UPLOAD_URL_TTL",
+    "ORPHAN_GRACE_SECONDS",
+    "ORPHAN_SWEEP_INTERVAL",
     "TRUSTED_ORIGINS",
     "ALLOW_SIGNUP",
     "MAX_UPLOAD_BYTES",
@@ -51,7 +56,23 @@ ENVIRONMENT = (
     "RUN_STALE_AFTER",
     "RUN_START_TIMEOUT",
     "DESIGNRUN_INSTANCE_PATH",
+    "DAYTONA_TARGET",
+    "DAYTONA_SNAPSHOT",
+    "DAYTONA_IMAGE",
+    "DAYTONA_CPU",
+    "DAYTONA_MEMORY",
+    "DAYTONA_DISK",
+    "DAYTONA_AUTO_STOP_MINUTES",
+    "DAYTONA_AUTO_DELETE_MINUTES",
+    "DAYTONA_KEEP_SECONDS",
+    "DAYTONA_NETWORK_ALLOW",
+    "DAYTONA_AGENT_COMMAND",
+    "DAYTONA_CREATE_TIMEOUT",
+    "DAYTONA_WATCH_INTERVAL",
+    "DAYTONA_CLEAN_INTERVAL",
     "DESIGNRUN_SQLITE_SYNCHRONOUS",
+    # Set by gunicorn.conf.py for its workers (the bound address), not by operators.
+    "DESIGNRUN_BIND_ORIGIN",
 )
 
 
@@ -166,6 +187,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         raise ConfigError("designrun: STORAGE_BACKEND must be 'local' or 's3'")
     if storage_backend == "s3" and not _env_str("S3_BUCKET"):
         raise ConfigError("designrun: STORAGE_BACKEND=s3 needs S3_BUCKET")
+    addressing = (_env_str("S3_ADDRESSING_STYLE") or "auto").lower()
+    if addressing not in {"auto", "path", "virtual"}:
+        raise ConfigError("designrun: S3_ADDRESSING_STYLE must be 'auto', 'path' or 'virtual'")
     database_url = _env_str("DATABASE_URL") or (
         "sqlite:///" + os.path.join(instance_path, "designrun.db")
     )
@@ -173,15 +197,10 @@ def load_config(instance_path: str) -> dict[str, Any]:
     backend = (_env_str("RUNNER_BACKEND") or "").lower() or None
     if backend not in {None, "jobs", "daytona", "local", "none"}:
         raise ConfigError("designrun: RUNNER_BACKEND must be 'local', 'jobs', 'daytona' or 'none'")
-    if backend in {"jobs", "daytona"} and not _env_str("DAYTONA_API_URL"):
-        raise ConfigError(f"designrun: RUNNER_BACKEND={backend} needs DAYTONA_API_URL")
+    if backend == "jobs" and not _env_str("DAYTONA_API_URL"):
+        raise ConfigError("designrun: RUNNER_BACKEND=jobs needs DAYTONA_API_URL")
     if backend == "daytona":
-        # Until the Daytona sandbox backend exists, the old name keeps meaning the job request.
-        log.warning(
-            "designrun: RUNNER_BACKEND=daytona is the job request, now named 'jobs'; set "
-            "RUNNER_BACKEND=jobs (the name 'daytona' is changing to mean Daytona sandboxes)"
-        )
-        backend = "jobs"
+        _check_sandbox_settings()
     return {
         "RUNNER_AUTH_SECRET": runner_secret,
         "SECRET_KEY": secret_key,
@@ -209,6 +228,16 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "S3_BUCKET": _env_str("S3_BUCKET"),
         "S3_ENDPOINT_URL": _env_str("S3_ENDPOINT_URL"),
         "S3_REGION": _env_str("S3_REGION"),
+        # MinIO and most self-hosted stores want "path" (http://host:9000/bucket/key).
+        "S3_ADDRESSING_STYLE": addressing,
+        # Downloads from s3 storage: a 302 to a presigned GET, or streamed by the service.
+        "S3_PRESIGN_DOWNLOADS": _env_bool("S3_PRESIGN_DOWNLOADS", True),
+        # Lifetime (seconds) of a direct upload URL (POST …/artifacts/uploads).
+        "UPLOAD_URL_TTL": _env_int("UPLOAD_URL_TTL", 3600, minimum=60),
+        # An object under runs/ that no artifact names is removed once it is this old (seconds).
+        "ORPHAN_GRACE_SECONDS": _env_int("ORPHAN_GRACE_SECONDS", 86400, minimum=60),
+        # Seconds between two passes of the orphan sweep in each serving process.
+        "ORPHAN_SWEEP_INTERVAL": _env_int("ORPHAN_SWEEP_INTERVAL", 600, minimum=1),
         "STORAGE_LOCAL_DIR": _env_str("STORAGE_LOCAL_DIR")
         or os.path.join(instance_path, "artifacts"),
         "TRUSTED_ORIGINS": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
@@ -222,6 +251,49 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "TRIGGER_TIMEOUT": _env_int("TRIGGER_TIMEOUT", 10, minimum=1),
         # Seconds before the 2nd attempt; doubles per attempt (1, 2, 4, 8 by default).
         "TRIGGER_BACKOFF_BASE": _env_float("TRIGGER_BACKOFF_BASE", 1.0),
+        **_sandbox_settings(),
+    }
+
+
+def _check_sandbox_settings() -> None:
+    if not _env_str("DAYTONA_API_KEY"):
+        raise ConfigError(
+            "designrun: RUNNER_BACKEND=daytona needs DAYTONA_API_KEY "
+            "(RUNNER_BACKEND=jobs is the job request to DAYTONA_API_URL)"
+        )
+    if not (_env_str("DAYTONA_SNAPSHOT") or _env_str("DAYTONA_IMAGE")):
+        raise ConfigError(
+            "designrun: RUNNER_BACKEND=daytona needs DAYTONA_SNAPSHOT (or DAYTONA_IMAGE): "
+            "an image with designrun-runner installed (docs/daytona.md)"
+        )
+
+
+def _sandbox_settings() -> dict[str, Any]:
+    """The Daytona sandbox backend's settings (docs/daytona.md § Settings)."""
+
+    def optional_int(name: str) -> int | None:
+        return _env_int(name, 0, minimum=1) if _env_str(name) else None
+
+    return {
+        "DAYTONA_TARGET": _env_str("DAYTONA_TARGET"),
+        "DAYTONA_SNAPSHOT": _env_str("DAYTONA_SNAPSHOT"),
+        "DAYTONA_IMAGE": _env_str("DAYTONA_IMAGE"),
+        # Resources (GiB for memory and disk); Daytona applies them to image-based sandboxes.
+        "DAYTONA_CPU": optional_int("DAYTONA_CPU"),
+        "DAYTONA_MEMORY": optional_int("DAYTONA_MEMORY"),
+        "DAYTONA_DISK": optional_int("DAYTONA_DISK"),
+        # Backstops in case designrun is not there to clean up: Daytona stops an idle sandbox,
+        # then deletes a stopped one (minutes).
+        "DAYTONA_AUTO_STOP_MINUTES": _env_int("DAYTONA_AUTO_STOP_MINUTES", 15, minimum=1),
+        "DAYTONA_AUTO_DELETE_MINUTES": _env_int("DAYTONA_AUTO_DELETE_MINUTES", 60, minimum=0),
+        # How long a finished run's sandbox is kept for debugging (0: deleted at once).
+        "DAYTONA_KEEP_SECONDS": _env_int("DAYTONA_KEEP_SECONDS", 0, minimum=0),
+        # Where else the sandbox may connect besides the callback origin ('*': anywhere).
+        "DAYTONA_NETWORK_ALLOW": _env_str("DAYTONA_NETWORK_ALLOW"),
+        "DAYTONA_AGENT_COMMAND": _env_str("DAYTONA_AGENT_COMMAND"),
+        "DAYTONA_CREATE_TIMEOUT": _env_int("DAYTONA_CREATE_TIMEOUT", 180, minimum=10),
+        "DAYTONA_WATCH_INTERVAL": _env_int("DAYTONA_WATCH_INTERVAL", 10, minimum=1),
+        "DAYTONA_CLEAN_INTERVAL": _env_int("DAYTONA_CLEAN_INTERVAL", 600, minimum=10),
     }
 
 
@@ -246,14 +318,12 @@ def runner_backend(config: Mapping[str, Any]) -> str | None:
     """The backend new runs are sent to (API.md Part 2 § Runner backends).
 
     RUNNER_BACKEND when set (``none`` gives None: no runner is started and runs stay ``queued``
-    until some runner reports; ``daytona`` is read as ``jobs`` until the sandbox backend
-    exists); otherwise ``jobs`` when DAYTONA_API_URL is set, else ``local``.
+    until some runner reports; ``daytona`` is a Daytona sandbox per run, docs/daytona.md);
+    otherwise ``jobs`` when DAYTONA_API_URL is set, else ``local``.
     """
     backend = config.get("RUNNER_BACKEND")
     if backend == "none":
         return None
-    if backend == "daytona":
-        return "jobs"
     if backend:
         return str(backend)
     return "jobs" if config.get("DAYTONA_API_URL") else "local"

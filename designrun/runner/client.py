@@ -35,6 +35,7 @@ from typing import Any
 
 import requests
 
+from designrun.runner import direct
 from designrun.runner.wire import (
     _RETRYABLE_EXCEPTIONS,
     MAX_BATCH,
@@ -81,6 +82,7 @@ class RunnerClient:
         timeout: float = 30.0,
         refresh_margin: float = 300.0,
         session: requests.Session | None = None,
+        direct_upload_threshold: int | None = direct.DEFAULT_THRESHOLD,
     ) -> None:
         if not isinstance(token, str) or not token.strip() or not token.strip().isprintable():
             raise ValueError("token: must be a non-empty string of printable characters")
@@ -99,6 +101,8 @@ class RunnerClient:
         self._backoff_cap = backoff_cap
         self._timeout = timeout
         self._refresh_margin = refresh_margin
+        # Files at least this large go straight to the store (None: never); runner/direct.py.
+        self._direct_threshold = direct_upload_threshold
         self._own_session = session is None
         self._session = session if session is not None else requests.Session()
         self._random = random.Random()  # noqa: S311  (jitter, not security)
@@ -360,13 +364,23 @@ class RunnerClient:
         content_type: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Upload a file as multipart/form-data, streamed from disk, and register it.
+        """Upload a file, streamed from disk, and register it.
 
-        Each attempt re-opens the file, so a retried upload sends the whole file again; its
-        idempotency key makes the server keep only one artifact.
-        Raises OSError when the file cannot be read.
+        From ``direct_upload_threshold`` bytes on (and without a ``storage_key``) the file goes
+        to a direct upload URL (runner/direct.py), else as multipart/form-data. Each attempt
+        re-opens the file, so a retried upload sends the whole file again; its idempotency key
+        makes the server keep only one artifact. Raises OSError when the file cannot be read.
         """
         path = os.fspath(path)
+        threshold = self._direct_threshold
+        if storage_key is None and threshold is not None and os.path.getsize(path) >= threshold:
+            guessed = content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+            answer = direct.upload(
+                self, path, artifact_type, content_type=guessed, metadata=metadata
+            )
+            if answer is not None:
+                return answer
+            self._direct_threshold = None  # an older server: multipart from now on
         fields = [("artifactType", artifact_type), ("idempotencyKey", self._artifact_key())]
         if storage_key is not None:
             fields.append(("storageKey", storage_key))
