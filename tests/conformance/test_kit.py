@@ -73,7 +73,7 @@ def test_designrun_runner_with_the_demo_agent_passes(profile: str) -> None:
     injected = {kind: n["injected"] for kind, n in stats["faults"].items()}
     assert injected["lost"] >= 1 and injected["refused"] == 1
     if profile != "smoke":
-        assert stats["token"]["refreshed"] >= 1  # a 4-5 s token outlived by the run
+        assert stats["token"]["refreshed"] >= 1  # an 8 s token: designrun.runner refreshes at once
         assert sum(injected.values()) > 10
 
 
