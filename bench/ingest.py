@@ -1,16 +1,13 @@
 """Ingestion and read benchmark of designrun against the storage ceiling (bench/README.md).
 
-Starts designrun and ../shared/bench/ceiling_app.py under the same gunicorn settings (the
-project's gunicorn.conf.py, sync workers), on SQLite and on PostgreSQL, drives simulated runners
-over loopback with wrk (bench/wrk/*.lua), checks that every acknowledged event is stored exactly
-once and in order, and prints one table with ratios and PASS/FAIL against the targets:
+Starts designrun and bench/ceiling_app.py under the same gunicorn settings (the project's
+gunicorn.conf.py and its worker class, or --worker-class), on SQLite and on PostgreSQL, drives
+simulated runners over loopback with wrk (bench/wrk/*.lua), checks that every acknowledged
+event is stored exactly once and in order, and prints one table with ratios and PASS/FAIL
+against the targets (TARGETS below; reads: median latency with 10^6 stored events <= 1.5 x
+with 10^3).
 
-- single events, 16 runners: designrun >= 0.5 x the ceiling's rate (SQLite), p99 < 100 ms;
-- batches of 100 events: designrun >= 0.5 x the ceiling's event rate (SQLite);
-- reads (list-runs, events page): median latency with 10^6 stored events <= 1.5 x with 10^3;
-- exactly once, in order: the wrk logs (from the database) and the acked ids (through the API).
-
-    .venv/bin/python bench/ingest.py [--duration 10] [--quick] [--skip-pg] [--profile]
+    .venv/bin/python bench/ingest.py [--duration 6] [--rounds 3] [--quick] [--skip-pg] [--profile]
 
 Exit status: 0 when every target passes, 1 when one fails, 2 when the bench could not run.
 """
@@ -663,7 +660,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(bench.workdir, ignore_errors=True)
     print(
         f"\ndesignrun ingestion and reads vs the storage ceiling "
-        f"({args.workers} sync workers each, {os.cpu_count()} cores, "
+        f"({args.workers} {args.worker_class or 'gunicorn.conf.py'} workers each"
+        f"{f' x {args.threads} threads' if args.threads else ''}, ceiling {args.ceiling_mode},"
+        f" {os.cpu_count()} cores, "
         f"{args.duration:.0f} s per run, {time.monotonic() - started:.0f} s in all, "
         f"CPU {bench.busy_before:.0%} busy before start)\n"
     )
