@@ -140,6 +140,7 @@ class Sample:
     stored: int
     lost: int  # acknowledged events not stored
     duplicated: int  # events stored twice (same idempotency key)
+    peer_cpu_s: float  # CPU the other (idle) server's workers used meanwhile
 
     @property
     def rate(self) -> float:
@@ -173,12 +174,12 @@ class Target:
         return [(str(i), runner_tokens.mint(bench.secret, i, 3600)[0]) for i in ids]
 
 
-def measure(bench: Bench, target: Target, phase: str, rnd: int) -> None:
+def measure(bench: Bench, target: Target, peer: Target, phase: str, rnd: int) -> None:
     """One wrk run of ``phase`` against ``target`` on fresh runs; check the stored logs."""
     size = bench.args.batch if phase == "batch" else 1
     runs = target.new_runs(bench, bench.args.connections)
     runs_file = write_runs_file(bench.workdir / f"runs-{target.name}-{phase}-{rnd}.txt", runs)
-    cpu_before = target.server.cpu_seconds()
+    cpu_before, peer_before = target.server.cpu_seconds(), peer.server.cpu_seconds()
     result = _wrk_events(
         bench,
         target.url,
@@ -188,6 +189,7 @@ def measure(bench: Bench, target: Target, phase: str, rnd: int) -> None:
         bench.args.duration,
     )
     cpu = target.server.cpu_seconds() - cpu_before
+    peer_cpu = peer.server.cpu_seconds() - peer_before
     check = check_logs(target.db, [run for run, _ in runs], target.ceiling)
     target.problems += check.problems
     target.stored += check.stored
@@ -200,6 +202,7 @@ def measure(bench: Bench, target: Target, phase: str, rnd: int) -> None:
         stored=check.stored,
         lost=max(0, acked - check.stored),
         duplicated=check.duplicated,
+        peer_cpu_s=peer_cpu,
     )
     target.results.setdefault(phase, []).append(sample)
     if not acked <= check.stored <= sent:
@@ -207,7 +210,7 @@ def measure(bench: Bench, target: Target, phase: str, rnd: int) -> None:
     print(
         f"    {target.name} {phase}: {sample.rate:,.0f} ev/s, p50 {result.p50:.1f} ms,"
         f" p99 {result.p99:.1f} ms, {sample.cpu_ms_per_event:.3f} CPU-ms/event,"
-        f" load {sample.load:.1f}",
+        f" idle peer {peer_cpu:.2f} CPU-s, load {sample.load:.1f}",
         flush=True,
     )
 
@@ -270,8 +273,8 @@ def run_ingest(bench: Bench, kind: str, db: Database) -> tuple[Target, Target, A
             _wrk_events(bench, target.url, runs_file, 0, "w", 2)
         for rnd in range(bench.args.rounds):
             for phase in ("single", "batch"):
-                for target in (ceiling, ours):
-                    measure(bench, target, phase, rnd)
+                measure(bench, ceiling, ours, phase, rnd)
+                measure(bench, ours, ceiling, phase, rnd)
         print(f"  designrun-{kind}: verifying acked events through the API", flush=True)
         assert ours.user is not None
         verify_runs = [
