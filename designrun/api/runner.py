@@ -64,12 +64,10 @@ _DONE = frozenset({200, 503})  # stored with its heartbeat, or the database is d
 @runner_api.after_request
 def heartbeat_of_unstored_events(response: Response) -> Response:
     """An event post answered without storing (bad body, unknown run) is a callback too."""
+    if response.status_code in _DONE or request.endpoint != "runner_api.post_events":
+        return response
     run_id = g.get("runner_run_id")
-    if (
-        request.endpoint == "runner_api.post_events"
-        and run_id
-        and response.status_code not in _DONE
-    ):
+    if run_id is not None:
         try:
             lifecycle.touch_heartbeat(run_id)
         except SQLAlchemyError:  # the database is what failed: the answer says so already

@@ -34,6 +34,7 @@ from designrun.database import (
     write_transaction,
 )
 from designrun.errors import DatabaseUnavailableError, RunNotFoundError
+from designrun.extensions import db
 from designrun.models import Run, RunEvent
 from designrun.models.types import utcnow, uuid7, uuid7s
 
@@ -222,8 +223,6 @@ def append(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[uuid.UUI
     leaves before its events are committed (to the configured ``synchronous`` level), and a
     request's events are stored all or none.
     """
-    from designrun.extensions import db
-
     engine = db.engine
     writer = sqlite_writer(engine)
     if writer is not None:
@@ -410,10 +409,15 @@ def _store_sqlite(conn: sqlite3.Connection, job: _Job) -> tuple[list[uuid.UUID],
     return ids, str(row[0])
 
 
-def _heartbeat_resolution() -> timedelta:
-    from designrun.services.lifecycle import HEARTBEAT_RESOLUTION  # lifecycle imports us
+_resolution: list[timedelta] = []
 
-    return HEARTBEAT_RESOLUTION
+
+def _heartbeat_resolution() -> timedelta:
+    if not _resolution:
+        from designrun.services.lifecycle import HEARTBEAT_RESOLUTION  # lifecycle imports us
+
+        _resolution.append(HEARTBEAT_RESOLUTION)
+    return _resolution[0]
 
 
 # --- PostgreSQL: plain psycopg, prepared statements, four round trips ----------------------------
