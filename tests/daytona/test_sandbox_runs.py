@@ -10,7 +10,7 @@ from pathlib import Path
 
 from designrun.extensions import db
 from designrun.models import DaytonaSandbox
-from designrun.triggers import dispatcher, sandboxes
+from designrun.triggers import dispatcher, sandbox_settings, sandboxes
 from tests.triggers.support import (
     closed_port,
     create_run,
@@ -48,7 +48,7 @@ def test_run_completes_in_its_own_labelled_sandbox_then_the_sandbox_is_deleted(s
     [sandbox] = fake.live()
     assert sandbox.labels == {
         "designrun.run_id": run["id"],
-        "designrun.instance": sandboxes.instance_label(app.config),
+        "designrun.instance": sandbox_settings.instance_label(app.config),
         "code-toolbox-language": "python",
     }
     body = fake.created[0]
