@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FLASK_APP := designrun
 
-.PHONY: help install run test test-sqlite test-pg lint fmt migrate bench lock clean
+.PHONY: help install browser run test test-sqlite test-pg lint fmt migrate bench lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ $(BIN)/.installed: setup.cfg pyproject.toml requirements.lock
 
 install: $(BIN)/.installed ## Create .venv and install designrun with its test tools (pinned)
 
+browser: ## Debian's chromium for the browser tests (tests/web/test_browser.py), if missing
+	@command -v chromium >/dev/null || { echo "installing chromium (Debian package)"; apt-get update -qq && apt-get install -y -qq chromium; }
+
 run: install ## Install, apply migrations and serve on http://127.0.0.1:$(PORT) (SQLite, local storage)
 	$(BIN)/flask db upgrade
 	PORT=$(PORT) $(BIN)/gunicorn wsgi:app
@@ -26,10 +29,10 @@ run: install ## Install, apply migrations and serve on http://127.0.0.1:$(PORT) 
 test: install lint test-sqlite ## Install, lint, run the suite on SQLite (and on PostgreSQL when TEST_DATABASE_URL is set)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then $(MAKE) --no-print-directory test-pg; fi
 
-test-sqlite: install
+test-sqlite: install browser
 	env -u TEST_DATABASE_URL $(BIN)/pytest -q -n 2
 
-test-pg: install ## Run the suite on a fresh PostgreSQL database (TEST_DATABASE_URL, default 127.0.0.1:5432)
+test-pg: install browser ## Run the suite on a fresh PostgreSQL database (TEST_DATABASE_URL, default 127.0.0.1:5432)
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} $(BIN)/pytest -q -n 2
 
 lint: install ## ruff check, ruff format --check, mypy

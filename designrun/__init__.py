@@ -55,6 +55,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from designrun.cli import register_cli
 
     register_api(app)
+    from designrun.web import register_web
+
+    register_web(app)
     register_cli(app)
     return app
 

@@ -456,3 +456,26 @@ def _follow(waiter: Waiter, run_id: uuid.UUID, after: int) -> Generator[list[Ite
     finally:
         if sub is not None:
             waiter.unsubscribe(sub)
+
+
+def recent_events(
+    account_id: uuid.UUID, run_id: uuid.UUID, limit: int
+) -> tuple[list[RunEvent], bool]:
+    """The account's run's last ``limit`` events (ascending) and whether earlier ones exist.
+
+    What a page renders before it opens the live tail: the newest end of the log, read through
+    the ``(run_id, sequence)`` index whatever the log's length. Raises RunNotFoundError.
+    """
+    from designrun.extensions import db
+    from designrun.services.runs import get_run
+
+    get_run(account_id, run_id)
+    query = (
+        select(RunEvent)
+        .where(RunEvent.run_id == run_id)
+        .order_by(RunEvent.sequence.desc())
+        .limit(limit + 1)
+    )
+    newest = list(db.session.scalars(query))
+    earlier = len(newest) > limit
+    return list(reversed(newest[:limit])), earlier
