@@ -61,3 +61,19 @@ def on_starting(server):
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201
         sys.exit(1)
+
+
+def post_worker_init(worker):
+    """End the worker's live streams as soon as it is asked to stop (SIGTERM: restart, reload,
+    scale down), so clients reconnect elsewhere at once instead of after graceful_timeout."""
+    import signal
+
+    graceful = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        from designrun.services import streams
+
+        streams.stop_all()
+        graceful(sig, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)

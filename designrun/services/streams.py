@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -302,6 +303,9 @@ def _events_after(session: Session, run_id: uuid.UUID, after: int) -> list[RunEv
     return list(session.scalars(query))
 
 
+_WAITERS: weakref.WeakSet[Waiter] = weakref.WeakSet()
+
+
 def waiter_for(app: Flask) -> Waiter:
     """This process's waiter for ``app`` (created on first use; its thread on first stream)."""
     waiter: Waiter | None = app.extensions.get(_EXTENSION)
@@ -311,7 +315,18 @@ def waiter_for(app: Flask) -> Waiter:
         with app.app_context():
             engine = db.engine
         waiter = app.extensions.setdefault(_EXTENSION, Waiter(app, engine))
+        _WAITERS.add(waiter)
     return waiter
+
+
+def stop_all() -> None:
+    """End every open stream of this process (gunicorn.conf.py calls it when a worker stops).
+
+    Without it a graceful restart would wait ``graceful_timeout`` for streams that never end;
+    their clients reconnect with Last-Event-ID and resume on another worker.
+    """
+    for waiter in list(_WAITERS):
+        waiter.stop()
 
 
 def stop(app: Flask, wait: bool = False) -> None:

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -162,3 +164,18 @@ def test_cap_is_503_with_retry_after_and_a_disconnected_client_frees_its_slot(se
                 third.close()
         assert status == 200, "the disconnected stream's slot was never freed"
         second.close()
+
+
+def test_a_graceful_stop_ends_open_streams_instead_of_holding_the_worker(server_env, tmp_path):
+    env = {**server_env, "WEB_CONCURRENCY": "1", "STREAM_PING_INTERVAL": "60"}
+    with GunicornServer(env, tmp_path) as server:
+        user = sign_up(server)
+        run_id = new_run(server, user)
+        # A read timeout below gunicorn's graceful_timeout (20 s): the stream must end first.
+        live = Stream(stream_url(server, run_id), user, timeout=15)
+        assert live.next_message().retry == 2000
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGTERM)
+        rest = list(live.messages())  # ends when the server closes the stream
+        assert all(m.event != "end" for m in rest)  # closed, not finished: clients reconnect
+        assert server.wait_exit(timeout=30) == 0
