@@ -77,3 +77,21 @@ def post_worker_init(worker):
         graceful(sig, frame)
 
     signal.signal(signal.SIGTERM, handle_exit)
+
+
+def when_ready(server):
+    """Once the sockets are bound (before any worker is forked): tell the workers the address.
+
+    The local runner calls back to this server's own address, never to one a request names
+    (its Host header); with port 0 the kernel picks the port, so it is read from the socket.
+    """
+    for listener in server.LISTENERS:
+        address = listener.sock.getsockname()
+        if not isinstance(address, tuple):
+            continue  # a Unix socket: set LOCAL_RUNNER_ORIGIN for the local runner
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address[0], address[0])  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if server.cfg.is_ssl else "http"
+        os.environ["DESIGNRUN_BIND_ORIGIN"] = f"{scheme}://{host}:{address[1]}"
+        return

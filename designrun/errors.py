@@ -113,3 +113,10 @@ class StreamsFullError(ApiError):
             "too many open event streams on this server; retry later or poll the events endpoint",
             headers={"Retry-After": str(max(1, retry_after))},
         )
+
+
+class StorageUnavailableError(ApiError):
+    """503: the object store is down or failing; nothing half-written was left behind."""
+
+    status = 503
+    code = "storage_unavailable"

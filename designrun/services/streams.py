@@ -37,7 +37,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from designrun.errors import StreamsFullError
 from designrun.models import Run, RunEvent, RunStatus
@@ -279,7 +279,7 @@ class Waiter:
                         self.dirty.add(run_id)
                         self.kick.set()
         if head != known_head:
-            run = session.get(Run, run_id) if head is not None else None
+            run = _get_run(session, run_id) if head is not None else None
             with self.lock:
                 for sub in self.subs.get(run_id, ()):
                     sub.push("run", run)
@@ -393,9 +393,14 @@ def _catch_up(engine: Engine, run_id: uuid.UUID, after: int) -> Iterator[list[Ru
             return
 
 
+def _get_run(session: Session, run_id: uuid.UUID) -> Run | None:
+    # eventCount is a deferred column: load it now, the Run is read after the session closes.
+    return session.get(Run, run_id, options=[undefer(Run.event_count)])  # type: ignore[attr-defined]
+
+
 def _load_run(engine: Engine, run_id: uuid.UUID) -> Run | None:
     with Session(engine) as session:
-        return session.get(Run, run_id)
+        return _get_run(session, run_id)
 
 
 def _follow(waiter: Waiter, run_id: uuid.UUID, after: int) -> Generator[list[Item], None, None]:

@@ -189,21 +189,29 @@ def test_a_person_runs_a_design_watches_it_live_and_looks_at_what_it_made(
         shoot(page, "run-live", tmp_path)
         slow_id = page.url.rstrip("/").rsplit("/", 1)[-1]
         runner = {"Authorization": f"Bearer {server_env['RUNNER_AUTH_SECRET']}"}
-        paths = requests.get(server.url + "/api/openapi.json", timeout=30).json()["paths"]
-        if "/api/design/runs/{runId}/cancel" in paths:
-            page.get_by_role("button", name="Cancel run").click()
-        else:  # until the lifecycle issue's cancel endpoint is merged: cancel as a runner would
-            requests.post(
-                f"{server.url}/api/runner/runs/{slow_id}/status",
-                json={"status": "cancelled"},
-                headers=runner,
-                timeout=30,
-            )
+        page.get_by_role("button", name="Cancel run").click()  # POST …/cancel (the JSON API)
         page.wait_for_function(
             "() => document.querySelector('[data-status-badge]').textContent === 'cancelled'"
         )
         assert page.get_by_role("button", name="Retry").is_visible()
         assert page.get_by_role("button", name="Cancel run").is_hidden()
+        cancelled = api.get(f"{server.url}/api/design/runs/{slow_id}", timeout=30).json()["run"]
+        assert cancelled["failureReason"] == "cancelled_by_user"
+
+        # Retry it from its page: a new run with the same prompt opens.
+        page.get_by_role("button", name="Retry").click()
+        page.wait_for_function(f"() => !location.pathname.endsWith('{slow_id}')")
+        page.wait_for_function("() => document.querySelectorAll('[data-log] li').length >= 3")
+        retried_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+        retried = api.get(f"{server.url}/api/design/runs/{retried_id}", timeout=30).json()["run"]
+        assert retried["retryOf"] == slow_id and retried["prompt"] == "[slow] a very long brochure"
+
+        # Delete it from its page (after confirming): back to the list, the run is gone.
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Delete").click()
+        page.wait_for_url("**/runs")
+        gone = api.get(f"{server.url}/api/design/runs/{retried_id}", timeout=30)
+        assert gone.status_code == 404
 
         # Reconnect: the server restarts under an open stream; nothing is lost or repeated.
         page.goto(server.url + "/runs/new")

@@ -1,7 +1,7 @@
 """live tail: NOTIFY on new events and run changes (PostgreSQL only)
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0008
 Create Date: 2026-12-07
 
 Each serving process's stream waiter (designrun/services/streams.py) LISTENs on the channel
@@ -20,7 +20,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0005'
-down_revision = '0002'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
