@@ -9,6 +9,8 @@ import pytest
 from tests.api.test_audit import assert_error_envelope
 from tests.factories import bearer, legacy_headers, make_run, make_user, sign_in
 
+ARTIFACT = "artifact_not_found"
+
 
 @pytest.mark.parametrize(
     ("method", "path", "name", "code"),
@@ -16,7 +18,7 @@ from tests.factories import bearer, legacy_headers, make_run, make_user, sign_in
         ("GET", "/api/design/runs/nope", "runId", "run_not_found"),
         ("DELETE", "/api/design/runs/nope", "runId", "run_not_found"),
         ("GET", "/api/design/runs/nope/events", "runId", "run_not_found"),
-        ("GET", "/api/design/runs/{run}/artifacts/nope/content", "artifactId", "artifact_not_found"),
+        ("GET", "/api/design/runs/{run}/artifacts/nope/content", "artifactId", ARTIFACT),
         ("POST", "/api/runner/runs/nope/status", "runId", "run_not_found"),
     ],
 )
