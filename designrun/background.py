@@ -56,6 +56,9 @@ def start(app: Flask) -> None:
         return
     state = _State()
     app.extensions[_EXTENSION] = state
+    from designrun import startup
+
+    startup.log_once(app)  # under gunicorn the master has logged it already
 
     from designrun.triggers import dispatcher, selected_backend
 
