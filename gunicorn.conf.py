@@ -48,7 +48,8 @@ def on_starting(server):
     """Check the configuration once in the master, before any worker is forked.
 
     A bad setting stops the whole server with one line, instead of workers that fail to boot
-    and are respawned forever. The master also creates instance/ secrets here, once.
+    and are respawned forever. The master also creates instance/ secrets here, once, and logs
+    the one line saying what the server runs with (designrun/startup.py).
     """
     from dotenv import load_dotenv
 
@@ -57,10 +58,15 @@ def on_starting(server):
 
     load_dotenv()
     try:
-        create_app()
+        app = create_app()
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201
         sys.exit(1)
+    from designrun import startup
+
+    # Once, here: the workers inherit the marker and do not repeat it.
+    server.log.info("%s", startup.summary(app.config))
+    os.environ[startup.LOGGED_MARKER] = "1"
 
 
 def post_worker_init(worker):

@@ -116,6 +116,9 @@ def start(app: Flask, bind_origin: str | None = None) -> None:
     app.extensions[_EXTENSION] = state
     if bind_origin:
         app.config["LOCAL_RUNNER_BIND_ORIGIN"] = bind_origin.rstrip("/")
+    from designrun import startup
+
+    startup.log_once(app)  # under gunicorn the master has logged it already
 
     from designrun.triggers import dispatcher, selected_backend
 
