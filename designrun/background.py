@@ -52,6 +52,12 @@ def _local_runs(app: Flask) -> int:
     return local.run_once(app)
 
 
+def _orphans(app: Flask) -> int:
+    from designrun.services import orphans
+
+    return orphans.run_once(app)
+
+
 # The registry: each entry imports its module lazily (see the module docstring).
 SWEEPS: list[Sweep] = [
     # runner_lost / start_timeout: a few times per the shorter timeout, at most every 30 s.
@@ -63,6 +69,10 @@ SWEEPS: list[Sweep] = [
     # Local runner processes: cancels reach them, dead ones fail their run (every second, so a
     # cancel that landed on another worker or host stops the process well within 10 s).
     Sweep("local-runs", _local_runs, lambda c: 1.0),
+    # Failed object deletions and never-registered uploads (services/orphans.py). The sweep's
+    # own lease row decides when a whole pass is due (ORPHAN_SWEEP_INTERVAL); ticks in between
+    # retry due deletions and continue a pass that stopped after its page budget.
+    Sweep("orphans", _orphans, lambda config: min(30.0, float(config["ORPHAN_SWEEP_INTERVAL"]))),
 ]
 
 

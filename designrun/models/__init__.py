@@ -12,6 +12,7 @@ from designrun.models.runs import (
     RunStatus,
     RunTransition,
 )
+from designrun.models.storage import StorageDeletion, StorageSweep
 from designrun.models.triggers import Trigger
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "RunStatus",
     "RunTransition",
     "SignInFailure",
+    "StorageDeletion",
+    "StorageSweep",
     "Trigger",
     "User",
     "UserSession",
