@@ -1,7 +1,7 @@
 """Column types and id/time helpers shared by every model.
 
 Ids are UUIDv7 (time-ordered, still UUIDs): random v4 keys scatter inserts across the
-primary-key index and cost about a third of bulk insert speed (shared/bench/README.md).
+primary-key index and cost about a third of bulk insert speed (bench/README.md).
 Timestamps are stored as naive UTC and get their ``Z`` only in api/serializers.py.
 """
 

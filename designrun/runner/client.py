@@ -107,6 +107,10 @@ class RunnerClient:
         self._session = session if session is not None else requests.Session()
         self._random = random.Random()  # noqa: S311  (jitter, not security)
         self._sleep: Callable[[float], None] = time.sleep  # a seam for tests
+        # Monotonic time before which no request is sent: a 429/503's Retry-After holds for
+        # every sender (the background flusher, an explicit flush, status calls), not only the
+        # request that received it.
+        self._not_before = 0.0
 
         self._token = ""
         self._token_exp: float | None = None
@@ -151,6 +155,8 @@ class RunnerClient:
     ) -> dict[str, Any]:
         """Report the run's status; queued events are flushed first, so they come before it.
 
+        A final status carries ``eventCount``, the number of events this client sent.
+
         Raises RunCancelled when the run is already terminal with another status.
         """
         if status not in STATUSES:
@@ -163,6 +169,11 @@ class RunnerClient:
                 raise TypeError("error: must be a string")
             body["error"] = error
         self.flush()
+        if status != "running":
+            # API.md § Log completeness: how many events this client sent for the run (the
+            # server shows logComplete once that many distinct events are stored).
+            with self._cond:
+                body["eventCount"] = self._counter
         return self._post("status", json_body=body)
 
     def set_progress(self, progress: float) -> dict[str, Any]:
@@ -490,6 +501,11 @@ class RunnerClient:
             attempt += 1
             if refresh:
                 self._maybe_refresh(deadline)
+            wait = self._not_before - time.monotonic()
+            if attempt == 1 and wait > 0:
+                # Another sender was told to wait (later attempts of this call wait their own
+                # backoff, which honours the Retry-After they received).
+                self._pause(wait, deadline, background, endpoint)
             timeout = self._timeout
             if deadline is not None:
                 timeout = min(timeout, deadline - time.monotonic())
@@ -513,6 +529,9 @@ class RunnerClient:
                 if 300 <= status < 500 and status != 429:
                     raise self._final_error(endpoint, response, payload)
                 retry_after = _retry_after(response) if status in (429, 503) else None
+                if retry_after is not None:
+                    held = time.monotonic() + min(self._backoff_cap, retry_after)
+                    self._not_before = max(self._not_before, held)
                 detail = f"HTTP {status}" + (f" {code}" if code else "")
             if attempt >= self._max_attempts:
                 raise RunnerError(

@@ -54,7 +54,13 @@ MAX_EXAMPLES = 25
 MAX_EXAMPLES_HASHING = 10
 HASHING = {"POST /api/auth/sign-up/email", "POST /api/auth/sign-in/email"}
 # These change the run so that later cases could only get 404/409: each case gets a new run.
-FRESH_RUN_PER_CASE = {"DELETE /api/design/runs/{runId}", "POST /api/runner/runs/{runId}/status"}
+FRESH_RUN_PER_CASE = {
+    "DELETE /api/design/runs/{runId}",
+    "POST /api/runner/runs/{runId}/status",
+    "POST /api/design/runs/{runId}/cancel",
+}
+# Only a finished run can be retried (an active one is 409 run_active).
+FINISHED_RUN = {"POST /api/design/runs/{runId}/retry"}
 # Any string is a (wrong) token and any body a file: no schema-violating data exists.
 NOTHING_TO_BREAK = {"PUT /api/uploads/{token}"}
 SESSION_OPERATIONS = {"POST /api/auth/sign-out", "GET /api/auth/get-session"}
@@ -161,7 +167,7 @@ def test_operation_conforms_to_document_and_never_5xx(app, label, mode):
     api = operation.path.split("/")[2]  # runner, design or auth
     user = make_user(app)
     session_token = _session_token(app, user)
-    shared_run = make_run(app, user, status="running")
+    shared_run = make_run(app, user, status="completed" if label in FINISHED_RUN else "running")
     real_ids = {"runId": str(shared_run.id)}
     if "{artifactId}" in operation.path:
         real_ids["artifactId"] = _upload_artifact(app, shared_run)

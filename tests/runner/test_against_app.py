@@ -100,6 +100,8 @@ def test_a_run_reported_through_the_client_is_what_the_user_sees(
     r = client.get(f"/api/design/runs/{run.id}")
     assert r.status_code == 200, r.get_json()
     assert (r.get_json()["run"]["status"], r.get_json()["run"]["progress"]) == ("completed", 1.0)
+    # The final status carried eventCount (API.md § Log completeness): the log is complete.
+    assert (r.get_json()["run"]["eventCount"], r.get_json()["run"]["logComplete"]) == (251, True)
     r = client.get(f"/api/design/runs/{run.id}/events?limit=1000")
     events = r.get_json()["events"]
     assert [e["message"] for e in events] == [f"line {i}" for i in range(250)] + ["after refresh"]
