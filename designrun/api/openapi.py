@@ -392,7 +392,13 @@ def _artifact_operations() -> dict[str, dict[str, Any]]:
                 ),
                 "security": [],
                 "parameters": [
-                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "token",
+                        "in": "path",
+                        "required": True,
+                        "description": "The signed upload token (from uploadUrl)",
+                        "schema": {"type": "string"},
+                    }
                 ],
                 "requestBody": {
                     "required": True,
