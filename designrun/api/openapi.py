@@ -157,10 +157,6 @@ _TEXT: dict[str, tuple[str, str]] = {
         "Ascending by sequence after the given one; poll with after to tail the log.",
     ),
     "listArtifacts": ("List a run's artifacts", "Oldest first."),
-    "downloadArtifact": (
-        "Download an artifact's content",
-        "The stored object, always as an attachment (not in the original contract: an addition).",
-    ),
 }
 _RUNNER: list[dict[str, list[str]]] = [{"runnerBearer": []}]
 _USER: list[dict[str, list[str]]] = [{"sessionBearer": []}, {"sessionCookie": []}]
@@ -462,7 +458,8 @@ _RESPONSE_MODELS = [
 def _with_text(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for operations in paths.values():
         for operation in operations.values():
-            summary, description = _TEXT[operation["operationId"]]
+            # Operations that carry their own text (_artifact_operations) need no entry.
+            summary, description = _TEXT.get(operation["operationId"], ("", ""))
             operation.setdefault("summary", summary)
             operation.setdefault("description", description)
     return paths
