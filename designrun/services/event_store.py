@@ -40,6 +40,10 @@ from designrun.models.types import utcnow, uuid7, uuid7s
 
 log = logging.getLogger(__name__)
 
+# lastHeartbeatAt is written at most this often per run: every runner request is a heartbeat,
+# and an extra write per event batch would cost the ingestion path its speed.
+HEARTBEAT_RESOLUTION = timedelta(seconds=1)
+
 # Idempotency-key lookups go in chunks: SQLite allows a limited number of bound parameters.
 KEY_CHUNK = 500
 
@@ -404,20 +408,9 @@ def _store_sqlite(conn: sqlite3.Connection, job: _Job) -> tuple[list[uuid.UUID],
             [(i.hex, run, seq, e[1], e[2], e[3], e[4], at) for i, seq, e in new],
         )
     # Same text format as the column's: the strings compare as the times do.
-    if row[2] is None or row[2] < _sqlite_time(now - _heartbeat_resolution()):
+    if row[2] is None or row[2] < _sqlite_time(now - HEARTBEAT_RESOLUTION):
         conn.execute(_SQLITE_HEARTBEAT, (_sqlite_time(now), run))
     return ids, str(row[0])
-
-
-_resolution: list[timedelta] = []
-
-
-def _heartbeat_resolution() -> timedelta:
-    if not _resolution:
-        from designrun.services.lifecycle import HEARTBEAT_RESOLUTION  # lifecycle imports us
-
-        _resolution.append(HEARTBEAT_RESOLUTION)
-    return _resolution[0]
 
 
 # --- PostgreSQL: plain psycopg, prepared statements, four round trips ----------------------------
@@ -504,7 +497,7 @@ def _pg_store(
                 zip(*((i, seq, e[1], e[2], e[3], e[4]) for i, seq, e in new), strict=True)
             )
             cur.execute(_PG_INSERT_MANY, (run_id, now, *map(list, columns)))
-        if row[1] is None or row[1] < now - _heartbeat_resolution():
+        if row[1] is None or row[1] < now - HEARTBEAT_RESOLUTION:
             cur.execute(_PG_HEARTBEAT, (now, run_id))
     conn.commit()
     return ids, str(row[0])
