@@ -1,7 +1,7 @@
 """gunicorn settings for designrun (``gunicorn wsgi:app`` reads this file from the cwd).
 
 Sync workers, 2 x cores + 1: measured steadier than gthread on SQLite, whose busy handler
-sleeps (shared/bench/README.md). Every value can be overridden by GUNICORN_* style flags or
+sleeps (bench/README.md). Every value can be overridden by GUNICORN_* style flags or
 the environment variables read below.
 """
 
@@ -47,8 +47,36 @@ def on_starting(server):
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201
         sys.exit(1)
+    server.designrun_config = app.config  # for when_ready's start-up line
+
+
+def when_ready(server):
+    """Once the sockets are bound (before any worker is forked): tell the workers the address.
+
+    The local runner calls back to this server's own address, never to one a request names
+    (its Host header); with port 0 the kernel picks the port, so it is read from the socket.
+    """
+    for listener in server.LISTENERS:
+        address = listener.sock.getsockname()
+        if not isinstance(address, tuple):
+            continue  # a Unix socket: set LOCAL_RUNNER_ORIGIN for the local runner
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address[0], address[0])  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if server.cfg.is_ssl else "http"
+        os.environ["DESIGNRUN_BIND_ORIGIN"] = f"{scheme}://{host}:{address[1]}"
+        break
+    _log_summary(server)
+
+
+def _log_summary(server):
+    """The one line saying what the server runs with (designrun/startup.py), once, here: the
+    workers inherit the marker and do not repeat it."""
     from designrun import startup
 
-    # Once, here: the workers inherit the marker and do not repeat it.
-    server.log.info("%s", startup.summary(app.config))
+    config = getattr(server, "designrun_config", None)
+    if config is None:
+        return
+    config = {**config, "LOCAL_RUNNER_BIND_ORIGIN": os.environ.get("DESIGNRUN_BIND_ORIGIN")}
+    server.log.info("%s", startup.summary(config))
     os.environ[startup.LOGGED_MARKER] = "1"

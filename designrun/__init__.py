@@ -1,8 +1,9 @@
 """designrun: a self-hostable service that runs AI design runs.
 
 create_app() only wires things together: configuration → extensions → blueprints → errors →
-CLI. It opens no connection, runs no migration and starts no thread (wsgi.py starts the trigger
-dispatcher), so the service starts even while the database is down.
+CLI. It opens no connection and runs no migration, so the service starts even while the database
+is down. It starts no thread either (wsgi.py starts gunicorn workers' background work), except
+in the one process ``flask run`` serves from (background.start_under_flask_run).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     register_api(app)
     register_cli(app)
+
+    from designrun.background import start_under_flask_run
+
+    # `flask run` serves from this process: start its background work (nothing otherwise).
+    start_under_flask_run(app)
     return app
 
 

@@ -7,11 +7,15 @@ A secret that is set but too short stops the service with one line naming the va
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MIN_SECRET_LENGTH = 32
 
@@ -29,6 +33,11 @@ ENVIRONMENT = (
     "S3_BUCKET",
     "S3_ENDPOINT_URL",
     "S3_REGION",
+    "S3_ADDRESSING_STYLE",
+    "S3_PRESIGN_DOWNLOADS",
+    "UPLOAD_URL_TTL",
+    "ORPHAN_GRACE_SECONDS",
+    "ORPHAN_SWEEP_INTERVAL",
     "TRUSTED_ORIGINS",
     "TRUSTED_PROXIES",
     "ALLOW_SIGNUP",
@@ -44,8 +53,27 @@ ENVIRONMENT = (
     "LOCAL_RUNNER_CONCURRENCY",
     "LOCAL_RUNNER_ORIGIN",
     "LOCAL_RUNNER_HEARTBEAT",
+    "LOCAL_RUNNER_ENV",
+    "RUN_STALE_AFTER",
+    "RUN_START_TIMEOUT",
     "DESIGNRUN_INSTANCE_PATH",
+    "DAYTONA_TARGET",
+    "DAYTONA_SNAPSHOT",
+    "DAYTONA_IMAGE",
+    "DAYTONA_CPU",
+    "DAYTONA_MEMORY",
+    "DAYTONA_DISK",
+    "DAYTONA_AUTO_STOP_MINUTES",
+    "DAYTONA_AUTO_DELETE_MINUTES",
+    "DAYTONA_KEEP_SECONDS",
+    "DAYTONA_NETWORK_ALLOW",
+    "DAYTONA_AGENT_COMMAND",
+    "DAYTONA_CREATE_TIMEOUT",
+    "DAYTONA_WATCH_INTERVAL",
+    "DAYTONA_CLEAN_INTERVAL",
     "DESIGNRUN_SQLITE_SYNCHRONOUS",
+    # Set by gunicorn.conf.py for its workers (the bound address), not by operators.
+    "DESIGNRUN_BIND_ORIGIN",
 )
 
 
@@ -201,26 +229,39 @@ def load_config(instance_path: str) -> dict[str, Any]:
         raise ConfigError("designrun: STORAGE_BACKEND must be 'local' or 's3'")
     if storage_backend == "s3" and not _env_str("S3_BUCKET"):
         raise ConfigError("designrun: STORAGE_BACKEND=s3 needs S3_BUCKET")
+    addressing = (_env_str("S3_ADDRESSING_STYLE") or "auto").lower()
+    if addressing not in {"auto", "path", "virtual"}:
+        raise ConfigError("designrun: S3_ADDRESSING_STYLE must be 'auto', 'path' or 'virtual'")
     database_url = _env_str("DATABASE_URL") or (
         "sqlite:///" + os.path.join(instance_path, "designrun.db")
     )
     origins = _env_str("TRUSTED_ORIGINS") or ""
     backend = (_env_str("RUNNER_BACKEND") or "").lower() or None
-    if backend not in {None, "daytona", "local", "none"}:
-        raise ConfigError("designrun: RUNNER_BACKEND must be 'daytona', 'local' or 'none'")
-    if backend == "daytona" and not _env_str("DAYTONA_API_URL"):
-        raise ConfigError("designrun: RUNNER_BACKEND=daytona needs DAYTONA_API_URL")
+    if backend not in {None, "jobs", "daytona", "local", "none"}:
+        raise ConfigError("designrun: RUNNER_BACKEND must be 'local', 'jobs', 'daytona' or 'none'")
+    if backend == "jobs" and not _env_str("DAYTONA_API_URL"):
+        raise ConfigError("designrun: RUNNER_BACKEND=jobs needs DAYTONA_API_URL")
+    if backend == "daytona":
+        _check_sandbox_settings()
     return {
         "RUNNER_AUTH_SECRET": runner_secret,
         "SECRET_KEY": secret_key,
         "RUNNER_TOKEN_TTL": _env_int("RUNNER_TOKEN_TTL", 86400, minimum=1),
-        # None: Daytona when DAYTONA_API_URL is set, else the built-in local runner.
+        # None: the job request (jobs) when DAYTONA_API_URL is set, else the local runner.
         "RUNNER_BACKEND": backend,
         "LOCAL_RUNNER_COMMAND": _env_str("LOCAL_RUNNER_COMMAND"),
         "LOCAL_RUNNER_CONCURRENCY": _env_int("LOCAL_RUNNER_CONCURRENCY", 2, minimum=1),
         "LOCAL_RUNNER_ORIGIN": _env_str("LOCAL_RUNNER_ORIGIN"),
         # Seconds between the local runner's liveness reports (how fast it sees a cancel).
         "LOCAL_RUNNER_HEARTBEAT": _env_float("LOCAL_RUNNER_HEARTBEAT", 2.0),
+        # Extra variable names passed to local runner processes (an allow-list, comma-separated).
+        "LOCAL_RUNNER_ENV": [
+            n.strip() for n in (_env_str("LOCAL_RUNNER_ENV") or "").split(",") if n.strip()
+        ],
+        # Reapers (API.md Part 2 § Run lifecycle): seconds without a runner callback before a
+        # running run is runner_lost, and after delivery before a silent run is start_timeout.
+        "RUN_STALE_AFTER": _env_int("RUN_STALE_AFTER", 1800, minimum=1),
+        "RUN_START_TIMEOUT": _env_int("RUN_START_TIMEOUT", 900, minimum=1),
         "DAYTONA_API_URL": _env_str("DAYTONA_API_URL"),
         "DAYTONA_API_KEY": _env_str("DAYTONA_API_KEY"),
         "EXPO_PUBLIC_WORKER_ORIGIN": _env_str("EXPO_PUBLIC_WORKER_ORIGIN"),
@@ -229,6 +270,16 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "S3_BUCKET": _env_str("S3_BUCKET"),
         "S3_ENDPOINT_URL": _env_str("S3_ENDPOINT_URL"),
         "S3_REGION": _env_str("S3_REGION"),
+        # MinIO and most self-hosted stores want "path" (http://host:9000/bucket/key).
+        "S3_ADDRESSING_STYLE": addressing,
+        # Downloads from s3 storage: a 302 to a presigned GET, or streamed by the service.
+        "S3_PRESIGN_DOWNLOADS": _env_bool("S3_PRESIGN_DOWNLOADS", True),
+        # Lifetime (seconds) of a direct upload URL (POST …/artifacts/uploads).
+        "UPLOAD_URL_TTL": _env_int("UPLOAD_URL_TTL", 3600, minimum=60),
+        # An object under runs/ that no artifact names is removed once it is this old (seconds).
+        "ORPHAN_GRACE_SECONDS": _env_int("ORPHAN_GRACE_SECONDS", 86400, minimum=60),
+        # Seconds between two passes of the orphan sweep in each serving process.
+        "ORPHAN_SWEEP_INTERVAL": _env_int("ORPHAN_SWEEP_INTERVAL", 600, minimum=1),
         "STORAGE_LOCAL_DIR": _env_str("STORAGE_LOCAL_DIR")
         or os.path.join(instance_path, "artifacts"),
         "TRUSTED_ORIGINS": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
@@ -245,6 +296,49 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "TRIGGER_TIMEOUT": _env_int("TRIGGER_TIMEOUT", 10, minimum=1),
         # Seconds before the 2nd attempt; doubles per attempt (1, 2, 4, 8 by default).
         "TRIGGER_BACKOFF_BASE": _env_float("TRIGGER_BACKOFF_BASE", 1.0),
+        **_sandbox_settings(),
+    }
+
+
+def _check_sandbox_settings() -> None:
+    if not _env_str("DAYTONA_API_KEY"):
+        raise ConfigError(
+            "designrun: RUNNER_BACKEND=daytona needs DAYTONA_API_KEY "
+            "(RUNNER_BACKEND=jobs is the job request to DAYTONA_API_URL)"
+        )
+    if not (_env_str("DAYTONA_SNAPSHOT") or _env_str("DAYTONA_IMAGE")):
+        raise ConfigError(
+            "designrun: RUNNER_BACKEND=daytona needs DAYTONA_SNAPSHOT (or DAYTONA_IMAGE): "
+            "an image with designrun-runner installed (docs/daytona.md)"
+        )
+
+
+def _sandbox_settings() -> dict[str, Any]:
+    """The Daytona sandbox backend's settings (docs/daytona.md § Settings)."""
+
+    def optional_int(name: str) -> int | None:
+        return _env_int(name, 0, minimum=1) if _env_str(name) else None
+
+    return {
+        "DAYTONA_TARGET": _env_str("DAYTONA_TARGET"),
+        "DAYTONA_SNAPSHOT": _env_str("DAYTONA_SNAPSHOT"),
+        "DAYTONA_IMAGE": _env_str("DAYTONA_IMAGE"),
+        # Resources (GiB for memory and disk); Daytona applies them to image-based sandboxes.
+        "DAYTONA_CPU": optional_int("DAYTONA_CPU"),
+        "DAYTONA_MEMORY": optional_int("DAYTONA_MEMORY"),
+        "DAYTONA_DISK": optional_int("DAYTONA_DISK"),
+        # Backstops in case designrun is not there to clean up: Daytona stops an idle sandbox,
+        # then deletes a stopped one (minutes).
+        "DAYTONA_AUTO_STOP_MINUTES": _env_int("DAYTONA_AUTO_STOP_MINUTES", 15, minimum=1),
+        "DAYTONA_AUTO_DELETE_MINUTES": _env_int("DAYTONA_AUTO_DELETE_MINUTES", 60, minimum=0),
+        # How long a finished run's sandbox is kept for debugging (0: deleted at once).
+        "DAYTONA_KEEP_SECONDS": _env_int("DAYTONA_KEEP_SECONDS", 0, minimum=0),
+        # Where else the sandbox may connect besides the callback origin ('*': anywhere).
+        "DAYTONA_NETWORK_ALLOW": _env_str("DAYTONA_NETWORK_ALLOW"),
+        "DAYTONA_AGENT_COMMAND": _env_str("DAYTONA_AGENT_COMMAND"),
+        "DAYTONA_CREATE_TIMEOUT": _env_int("DAYTONA_CREATE_TIMEOUT", 180, minimum=10),
+        "DAYTONA_WATCH_INTERVAL": _env_int("DAYTONA_WATCH_INTERVAL", 10, minimum=1),
+        "DAYTONA_CLEAN_INTERVAL": _env_int("DAYTONA_CLEAN_INTERVAL", 600, minimum=10),
     }
 
 
@@ -266,3 +360,18 @@ def finish_config(config: dict[str, Any], instance_path: str) -> None:
     config.setdefault("MAX_FORM_MEMORY_SIZE", 1024 * 1024)
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     config["JSON_SORT_KEYS"] = False
+
+
+def runner_backend(config: Mapping[str, Any]) -> str | None:
+    """The backend new runs are sent to (API.md Part 2 § Runner backends).
+
+    RUNNER_BACKEND when set (``none`` gives None: no runner is started and runs stay ``queued``
+    until some runner reports; ``daytona`` is a Daytona sandbox per run, docs/daytona.md);
+    otherwise ``jobs`` when DAYTONA_API_URL is set, else ``local``.
+    """
+    backend = config.get("RUNNER_BACKEND")
+    if backend == "none":
+        return None
+    if backend:
+        return str(backend)
+    return "jobs" if config.get("DAYTONA_API_URL") else "local"

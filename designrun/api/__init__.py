@@ -12,10 +12,11 @@ from designrun.api.limits import check_declared_length
 from designrun.api.openapi import openapi_api
 from designrun.api.parsing import is_json_request
 from designrun.api.runner import runner_api
+from designrun.api.uploads import uploads_api
 from designrun.auth.guards import renew_session_cookie
 
 # Every /api route must belong to one of these; tests/api/test_audit.py checks it.
-BLUEPRINTS = (runner_api, design_api, auth_api, openapi_api)
+BLUEPRINTS = (runner_api, design_api, auth_api, openapi_api, uploads_api)
 
 
 def _check_body_size() -> None:

@@ -25,9 +25,10 @@ _ERROR_TEXT = {
     401: "Missing or invalid credentials",
     403: "Forbidden",
     404: "Not found",
-    409: "The run is finished (runStatus says how)",
+    409: "The run is finished (run_finished, runStatus says how) or still active (run_active)",
     413: "Body larger than its bound (MAX_JSON_BYTES or tighter for JSON, MAX_UPLOAD_BYTES)",
     415: "Body is not JSON",
+    416: "Range not satisfiable (Content-Range: bytes */size)",
     422: "E-mail already registered",
     429: "Too many failed sign-ins (Retry-After)",
     503: "Database unavailable",
@@ -50,10 +51,24 @@ def _responses(ok_status: int, ok_schema: dict[str, Any], errors: tuple[int, ...
     return responses
 
 
+_QUERY_TEXT = {
+    "limit": "Page size (runs: 1..100, default 20; events: 1..1000, default 100)",
+    "cursor": "nextCursor of the previous page (opaque)",
+    "status": "Only runs in this status",
+    "after": "Only events with a sequence above this one (the previous page's nextCursor)",
+}
+
+
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema()
     return [
-        {"name": name, "in": "query", "required": False, "schema": prop}
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": _QUERY_TEXT[name],
+            "schema": prop,
+        }
         for name, prop in schema["properties"].items()
     ]
 
@@ -62,13 +77,90 @@ _RUN_ID = {
     "name": "runId",
     "in": "path",
     "required": True,
+    "description": "The run's id (a UUID; any other text is a 404)",
     "schema": {"type": "string", "format": "uuid"},
 }
 _ARTIFACT_ID = {
     "name": "artifactId",
     "in": "path",
     "required": True,
+    "description": "The artifact's id (a UUID)",
     "schema": {"type": "string", "format": "uuid"},
+}
+
+# operationId → (summary, description). Every operation has both (tests/test_api_docs.py).
+_TEXT: dict[str, tuple[str, str]] = {
+    "postStatus": (
+        "Report a run's status or progress",
+        "The runner reports running/completed/failed/cancelled and progress (clamped into "
+        "[0, 1]); a terminal status may carry eventCount. On a finished run anything but a "
+        "repeat of its final status is 409 run_finished with runStatus: the runner must stop.",
+    ),
+    "postEvents": (
+        "Append log events",
+        "One event or a batch of 1 to 1000, stored atomically and in order with increasing "
+        "sequence numbers; an idempotencyKey already stored returns the original eventId.",
+    ),
+    "postArtifact": (
+        "Register or upload an artifact",
+        "JSON registers an object already stored (storageKey required); multipart/form-data "
+        "streams the file part into the configured storage, then registers it.",
+    ),
+    "refreshToken": (
+        "Refresh the runner token",
+        "A fresh run-scoped token for long jobs; works on finished runs too (late log lines).",
+    ),
+    "signUp": (
+        "Sign up with e-mail and password",
+        "Creates a user with a personal account and a session (cookie and token). 403 when "
+        "ALLOW_SIGNUP is false, 422 when the e-mail is taken.",
+    ),
+    "signIn": (
+        "Sign in with e-mail and password",
+        "A new session (cookie and token). Wrong credentials are 401; repeated failures 429.",
+    ),
+    "signOut": ("Sign out", "Revokes the current session server-side."),
+    "getSession": (
+        "The current session",
+        "The session and user, or null without a valid session.",
+    ),
+    "createRun": (
+        "Create a run",
+        "Creates a queued run and triggers its runner in the background (never waits).",
+    ),
+    "listRuns": (
+        "List the account's runs",
+        "Newest first, keyset-paginated with nextCursor, optionally filtered by status.",
+    ),
+    "getRun": (
+        "Get a run",
+        "The run with its status history (transitions, oldest first).",
+    ),
+    "deleteRun": (
+        "Delete a run",
+        "Cancels it first if it is active, then removes the run, its events, artifact rows and "
+        "the stored objects under runs/<runId>/.",
+    ),
+    "cancelRun": (
+        "Cancel a run",
+        "Ends an active run as cancelled (failureReason cancelled_by_user): a queued run's "
+        "trigger is withdrawn, a local runner process is stopped within 10 s, any runner gets "
+        "409 on its next call. Idempotent on a cancelled run; 409 run_finished otherwise.",
+    ),
+    "retryRun": (
+        "Retry a finished run",
+        "A new run with the same prompt and config and retryOf set, triggered like any new "
+        "run. 409 run_active while the run has not finished.",
+    ),
+    "listEvents": (
+        "List a run's events",
+        "Ascending by sequence after the given one; poll with after to tail the log.",
+    ),
+    "listArtifacts": ("List a run's artifacts", "Oldest first."),
+    "downloadArtifact": (
+        "Download an artifact's content",
+        "The stored object, always as an attachment (not in the original contract: an addition).",
+    ),
 }
 _RUNNER: list[dict[str, list[str]]] = [{"runnerBearer": []}]
 _USER: list[dict[str, list[str]]] = [{"sessionBearer": []}, {"sessionCookie": []}]
@@ -207,6 +299,25 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "responses": _responses(200, _ref(s.OkOut), (401, 403, 404)),
             },
         },
+        f"{user_run}/cancel": {
+            "post": {
+                "operationId": "cancelRun",
+                "tags": ["design"],
+                "security": _USER,
+                "parameters": [_RUN_ID],
+                "requestBody": {"required": False, **_json(_ref(s.CancelRun))},
+                "responses": _responses(200, _ref(s.RunEnvelope), (401, 403, 404, 409)),
+            }
+        },
+        f"{user_run}/retry": {
+            "post": {
+                "operationId": "retryRun",
+                "tags": ["design"],
+                "security": _USER,
+                "parameters": [_RUN_ID],
+                "responses": _responses(201, _ref(s.RunEnvelope), (401, 403, 404, 409)),
+            }
+        },
         f"{user_run}/events": {
             "get": {
                 "operationId": "listEvents",
@@ -225,25 +336,95 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "responses": _responses(200, _ref(s.ArtifactListOut), (401, 404)),
             }
         },
-        f"{user_run}/artifacts/{{artifactId}}/content": {
+    }
+
+
+def _binary(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    }
+
+
+def _artifact_operations() -> dict[str, dict[str, Any]]:
+    """API.md § Artifacts at any size: direct uploads and ranged/conditional downloads."""
+    errors = _responses(200, {}, (401, 403, 404, 413, 416))
+    download_responses = {
+        "200": _binary("The whole object (attachment, nosniff)"),
+        "206": _binary("One byte range (Content-Range)"),
+        "302": {"description": "s3 storage: a short-lived presigned GET (Location)"},
+        "304": {"description": "Not modified (If-None-Match / If-Modified-Since)"},
+        **{k: v for k, v in errors.items() if k in {"401", "404", "416", "503"}},
+    }
+    download = {
+        "tags": ["design"],
+        "security": _USER,
+        "parameters": [_RUN_ID, _ARTIFACT_ID],
+        "responses": download_responses,
+    }
+    return {
+        "/api/runner/runs/{runId}/artifacts/uploads": {
+            "post": {
+                "operationId": "createUpload",
+                "tags": ["runner"],
+                "summary": "Get a URL to upload one file to directly",
+                "description": (
+                    "Answers a URL, method (PUT) and headers to send one file's bytes with "
+                    "(no bearer: the URL is the credential, for that key only, until expiresAt). "
+                    "s3: a presigned PUT to the bucket; local: a signed URL on this service. "
+                    "Then register the artifact with the JSON form of the artifacts endpoint."
+                ),
+                "security": _RUNNER,
+                "parameters": [_RUN_ID],
+                "requestBody": {"required": True, **_json(_ref(s.DirectUploadRequest))},
+                "responses": _responses(200, _ref(s.DirectUploadOut), (401, 404)),
+            }
+        },
+        "/api/uploads/{token}": {
+            "put": {
+                "operationId": "putUpload",
+                "tags": ["runner"],
+                "summary": "Upload one file's bytes (local storage)",
+                "description": (
+                    "The upload URL of the local backend: the body is streamed to disk "
+                    "(temporary file, fsync, rename). 403 for an expired, tampered or foreign "
+                    "URL or another Content-Type; 413 past its size limit, nothing stored."
+                ),
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "token",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The signed upload token from the upload URL",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "responses": _responses(200, _ref(s.UploadReceivedOut), (403, 404, 413)),
+            }
+        },
+        "/api/design/runs/{runId}/artifacts/{artifactId}/content": {
             "get": {
                 "operationId": "downloadArtifact",
-                "tags": ["design"],
-                "security": _USER,
-                "description": "The stored object, as an attachment (not in API.md: an addition).",
-                "parameters": [_RUN_ID, _ARTIFACT_ID],
-                "responses": {
-                    "200": {
-                        "description": "The object's bytes",
-                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-                    },
-                    **{
-                        k: v
-                        for k, v in _responses(200, {}, (401, 404)).items()
-                        if k in {"401", "404", "503"}
-                    },
-                },
-            }
+                "summary": "Download an artifact's bytes",
+                "description": (
+                    "ETag/Last-Modified; If-None-Match → 304; one Range → 206 (416 when "
+                    "unsatisfiable; several ranges: the whole body). s3 storage answers 302 to "
+                    "a presigned GET unless S3_PRESIGN_DOWNLOADS=false. 404 external_object for "
+                    "a reference (a key outside the run's prefix)."
+                ),
+                **download,
+            },
+            "head": {
+                "operationId": "headArtifact",
+                "summary": "An artifact's size and validators",
+                "description": "As GET, without the body.",
+                **download,
+            },
         },
     }
 
@@ -253,9 +434,11 @@ _REQUEST_MODELS = [
     s.EventIn,
     s.EventBatch,
     s.ArtifactRegistration,
+    s.DirectUploadRequest,
     s.SignUp,
     s.SignIn,
     s.CreateRun,
+    s.CancelRun,
 ]
 _RESPONSE_MODELS = [
     s.ErrorOut,
@@ -263,6 +446,8 @@ _RESPONSE_MODELS = [
     s.EventStoredOut,
     s.ArtifactStoredOut,
     s.TokenOut,
+    s.DirectUploadOut,
+    s.UploadReceivedOut,
     s.RunEnvelope,
     s.RunListOut,
     s.EventListOut,
@@ -272,6 +457,16 @@ _RESPONSE_MODELS = [
     s.SignOutOut,
     s.GetSessionOut,
 ]
+
+
+def _with_text(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    for operations in paths.values():
+        for operation in operations.values():
+            # Operations written with their own text (the artifact ones) need no entry here.
+            summary, description = _TEXT.get(operation["operationId"], ("", ""))
+            operation.setdefault("summary", summary)
+            operation.setdefault("description", description)
+    return paths
 
 
 @cache
@@ -287,11 +482,11 @@ def document() -> dict[str, Any]:
             "title": "designrun",
             "version": "1",
             "description": (
-                "The designrun HTTP contract (shared/API.md). Strings anywhere in a body must "
-                "not contain NUL characters (400)."
+                "The designrun HTTP contract, documented in docs/api.md of the repository. "
+                "Strings anywhere in a body must not contain NUL characters (400)."
             ),
         },
-        "paths": _operations(),
+        "paths": _with_text({**_operations(), **_artifact_operations()}),
         "components": {
             "schemas": defs.get("$defs", {}),
             "securitySchemes": {

@@ -64,7 +64,10 @@ def decode_json(raw: bytes | str, where: str = "") -> Any:
         return json.loads(raw, parse_float=_finite_float, parse_constant=_reject_constant)
     except _NonFiniteError as exc:
         # Rare: parse again, leniently, only to name the field.
-        path = _non_finite_path(json.loads(raw), where)
+        try:
+            path = _non_finite_path(json.loads(raw), where)
+        except (ValueError, RecursionError):  # malformed further on, or too deep to walk
+            path = None
         raise InvalidRequestError(
             f"{path or where or 'body'}: must be a finite number (got {exc})"
         ) from None

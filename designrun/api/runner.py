@@ -7,11 +7,12 @@ a run-scoped token for the run in its path, or the legacy shared secret.
 from __future__ import annotations
 
 import uuid
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 from flask import Blueprint, current_app, g, request
 
 from designrun.api import serializers
+from designrun.api.multipart import FilePart, stream_form
 from designrun.api.parsing import (
     check_strings,
     decode_json,
@@ -23,14 +24,15 @@ from designrun.api.parsing import (
 from designrun.api.schemas import (
     ArtifactFields,
     ArtifactRegistration,
+    DirectUploadRequest,
     EventBatch,
     EventIn,
     StatusUpdate,
 )
 from designrun.auth import runner_tokens
 from designrun.auth.sessions import bearer_token
-from designrun.errors import InvalidRequestError, UnauthorizedError, UnsupportedMediaTypeError
-from designrun.services import runs
+from designrun.errors import UnauthorizedError, UnsupportedMediaTypeError
+from designrun.services import artifacts, lifecycle, runs
 
 runner_api = Blueprint("runner_api", __name__, url_prefix="/api/runner")
 
@@ -45,6 +47,8 @@ def require_runner_token() -> None:
     if not runner_tokens.verify(current_app.config["RUNNER_AUTH_SECRET"], token, run_id):
         raise UnauthorizedError()
     g.runner_run_id = run_id
+    if request.endpoint != "runner_api.post_status":  # the status update records its own
+        lifecycle.touch_heartbeat(run_id)
 
 
 def ok(**fields: Any) -> dict[str, Any]:
@@ -55,7 +59,9 @@ def ok(**fields: Any) -> dict[str, Any]:
 def post_status(run_id: uuid.UUID) -> dict[str, Any]:
     """API.md § POST /api/runner/runs/:runId/status."""
     update = parse_body(StatusUpdate)
-    run = runs.apply_status(run_id, update.status, update.progress, update.error)
+    run = runs.apply_status(
+        run_id, update.status, update.progress, update.error, update.event_count
+    )
     return ok(runStatus=run.status, progress=run.progress)
 
 
@@ -81,8 +87,8 @@ def post_events(run_id: uuid.UUID) -> dict[str, Any]:
     return ok(runStatus=status, eventId=str(ids[0]))
 
 
-def _artifact_info(fields: ArtifactFields) -> runs.ArtifactInfo:
-    return runs.ArtifactInfo(
+def _artifact_info(fields: ArtifactFields) -> artifacts.ArtifactInfo:
+    return artifacts.ArtifactInfo(
         artifact_type=fields.artifact_type,
         content_type=fields.content_type,
         size_bytes=fields.size_bytes,
@@ -92,16 +98,27 @@ def _artifact_info(fields: ArtifactFields) -> runs.ArtifactInfo:
     )
 
 
-def _multipart_fields() -> dict[str, Any]:
+def _form_fields(form: dict[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name in ("artifactType", "storageKey", "contentType", "idempotencyKey"):
-        value = request.form.get(name)
+        value = form.get(name)
         if value is not None:
             data[name] = value
-    raw_metadata = request.form.get("metadata")
+    raw_metadata = form.get("metadata")
     if raw_metadata is not None and raw_metadata.strip() != "":
         data["metadata"] = decode_json(raw_metadata, "metadata")
     return data
+
+
+def _streamed_upload(run_id: uuid.UUID, form: dict[str, str], part: FilePart) -> Any:
+    """Validate the fields, then stream the file part into the store (api/multipart.py)."""
+    data = _form_fields(form)
+    if "contentType" not in data and part.mimetype:
+        # The file part's type is the default, within the same limits (255 characters).
+        data["contentType"] = part.mimetype
+    check_strings(data, "")
+    info = _artifact_info(validate(ArtifactFields, data))
+    return artifacts.upload_artifact(run_id, info, part.stream, part.filename)
 
 
 @runner_api.post("/runs/<uuid:run_id>/artifacts")
@@ -109,20 +126,9 @@ def post_artifact(run_id: uuid.UUID) -> dict[str, Any]:
     """API.md § POST /api/runner/runs/:runId/artifacts: JSON registration or multipart upload."""
     if is_json_request():
         registration = parse_body(ArtifactRegistration)
-        artifact, status = runs.register_artifact(run_id, _artifact_info(registration))
+        artifact, status = artifacts.register_artifact(run_id, _artifact_info(registration))
     elif request.mimetype == "multipart/form-data":
-        upload = request.files.get("file")
-        if upload is None:
-            raise InvalidRequestError("file: a 'file' part is required")
-        data = _multipart_fields()
-        if "contentType" not in data and upload.mimetype:
-            # The file part's type is the default, within the same limits (255 characters).
-            data["contentType"] = upload.mimetype
-        check_strings(data, "")
-        info = _artifact_info(validate(ArtifactFields, data))
-        artifact, status = runs.upload_artifact(
-            run_id, info, cast(BinaryIO, upload.stream), upload.filename
-        )
+        artifact, status = stream_form(lambda form, part: _streamed_upload(run_id, form, part))
     else:
         raise UnsupportedMediaTypeError(
             "expected application/json (registration) or multipart/form-data (upload)"
@@ -132,6 +138,24 @@ def post_artifact(run_id: uuid.UUID) -> dict[str, Any]:
         artifactId=str(artifact.id),
         storageKey=artifact.storage_key,
         sizeBytes=artifact.size_bytes,
+    )
+
+
+@runner_api.post("/runs/<uuid:run_id>/artifacts/uploads")
+def create_upload(run_id: uuid.UUID) -> dict[str, Any]:
+    """API.md § Artifacts at any size: a URL to PUT one file to, then register it (JSON form)."""
+    body = parse_body(DirectUploadRequest)
+    origin = current_app.config["EXPO_PUBLIC_WORKER_ORIGIN"] or request.host_url
+    upload, status = artifacts.create_upload(
+        run_id, body.file_name, body.content_type, body.size_bytes, origin
+    )
+    return ok(
+        runStatus=status,
+        uploadUrl=upload.url,
+        method="PUT",
+        headers=upload.headers,
+        storageKey=upload.storage_key,
+        expiresAt=serializers.timestamp(upload.expires_at),
     )
 
 

@@ -19,6 +19,14 @@ MAX_SEQUENCE = 2**63 - 1
 
 RunnerStatus = Literal["running", "completed", "failed", "cancelled"]
 RunStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
+FailureReasonName = Literal[
+    "agent_error",
+    "runner_lost",
+    "start_timeout",
+    "dispatch_failed",
+    "runner_exited",
+    "cancelled_by_user",
+]
 
 
 def _json_size_limit(value: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +47,15 @@ def _integral_float_to_int(value: Any) -> Any:
     return value
 
 
+def _header_safe(value: str) -> str:
+    """A content type is sent back as a header (download, S3): printable ASCII only."""
+    if any(not " " <= char <= "~" for char in value):
+        raise ValueError("must be printable ASCII (no CR, LF or other control characters)")
+    return value
+
+
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_size_limit)]
+ContentType = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_header_safe)]
 Progress = Annotated[float, Field(allow_inf_nan=False)]
 SizeBytes = Annotated[
     int, Field(ge=0, le=MAX_SAFE_INTEGER), BeforeValidator(_integral_float_to_int)
@@ -73,6 +89,8 @@ class StatusUpdate(RequestModel):
     status: RunnerStatus | None = None
     progress: Progress | None = None
     error: Annotated[str, Field(max_length=10_000)] | None = None
+    # API.md Part 2 § Log completeness: the events the runner sent (kept with a final status).
+    event_count: Annotated[int | None, Field(alias="eventCount", ge=0, le=MAX_SAFE_INTEGER)] = None
 
     @model_validator(mode="after")
     def _status_or_progress(self) -> StatusUpdate:
@@ -96,9 +114,7 @@ class EventBatch(RequestModel):
 
 class ArtifactFields(RequestModel):
     artifact_type: Annotated[str, Field(alias="artifactType", min_length=1, max_length=100)]
-    content_type: Annotated[
-        str | None, Field(alias="contentType", min_length=1, max_length=255)
-    ] = None
+    content_type: Annotated[ContentType | None, Field(alias="contentType")] = None
     size_bytes: Annotated[SizeBytes | None, Field(alias="sizeBytes")] = None
     metadata: JsonObject | None = None
     # Checked against the object-key rules by storage/keys.py (one place for those rules).
@@ -113,6 +129,14 @@ class ArtifactRegistration(ArtifactFields):
     """JSON registration of an object uploaded elsewhere: the key is required."""
 
     storage_key: Annotated[str, Field(alias="storageKey", json_schema_extra={"minLength": 1})]
+
+
+class DirectUploadRequest(RequestModel):
+    """POST …/artifacts/uploads: the bytes go to the returned URL, not to this endpoint."""
+
+    file_name: Annotated[str, Field(alias="fileName", min_length=1, max_length=255)]
+    content_type: Annotated[ContentType | None, Field(alias="contentType")] = None
+    size_bytes: Annotated[SizeBytes | None, Field(alias="sizeBytes")] = None
 
 
 # --- Users ------------------------------------------------------------------------------------
@@ -135,6 +159,10 @@ class CreateRun(RequestModel):
     config: JsonObject | None = None
 
 
+class CancelRun(RequestModel):
+    reason: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+
+
 class ListRunsQuery(QueryModel):
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, Field(max_length=200)] | None = None
@@ -151,6 +179,22 @@ class ListEventsQuery(QueryModel):
 
 class ResponseModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class DispatchOut(ResponseModel):
+    backend: Literal["local", "jobs", "daytona"] | None
+    state: Literal["pending", "sent", "failed", "none"]
+    attempts: int
+    lastError: str | None
+
+
+class TransitionOut(ResponseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: RunStatusName = Field(alias="from")
+    to: RunStatusName
+    at: datetime
+    by: Literal["runner", "user", "system"]
+    reason: FailureReasonName | None
 
 
 class ErrorOut(ResponseModel):
@@ -172,6 +216,13 @@ class RunOut(ResponseModel):
     updatedAt: datetime
     startedAt: datetime | None
     completedAt: datetime | None
+    failureReason: FailureReasonName | None
+    lastHeartbeatAt: datetime | None
+    retryOf: str | None
+    dispatch: DispatchOut
+    eventCount: int
+    logComplete: bool | None
+    transitions: list[TransitionOut] | None = None
 
 
 class EventOut(ResponseModel):
@@ -193,6 +244,7 @@ class ArtifactOut(ResponseModel):
     sizeBytes: int | None
     metadata: dict[str, Any]
     createdAt: datetime
+    downloadUrl: str | None
 
 
 class StatusOut(ResponseModel):
@@ -214,6 +266,22 @@ class ArtifactStoredOut(ResponseModel):
     artifactId: str
     storageKey: str
     sizeBytes: int | None
+
+
+class DirectUploadOut(ResponseModel):
+    ok: Literal[True]
+    runStatus: RunStatusName
+    uploadUrl: str
+    method: Literal["PUT"]
+    headers: dict[str, str]
+    storageKey: str
+    expiresAt: datetime
+
+
+class UploadReceivedOut(ResponseModel):
+    ok: Literal[True]
+    storageKey: str
+    sizeBytes: int
 
 
 class TokenOut(ResponseModel):

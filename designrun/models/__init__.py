@@ -1,17 +1,38 @@
 """SQLAlchemy models, one module per aggregate."""
 
 from designrun.models.accounts import Account, SignInFailure, User, UserSession
-from designrun.models.runs import TERMINAL, Artifact, Run, RunEvent, RunStatus
+from designrun.models.runs import (
+    TERMINAL,
+    Actor,
+    Artifact,
+    DispatchState,
+    FailureReason,
+    Run,
+    RunEvent,
+    RunStatus,
+    RunTransition,
+)
+from designrun.models.sandboxes import DaytonaSandbox, SandboxState, SweepLease
+from designrun.models.storage import StorageDeletion, StorageSweep
 from designrun.models.triggers import Trigger
 
 __all__ = [
     "TERMINAL",
     "Account",
+    "Actor",
     "Artifact",
+    "DaytonaSandbox",
+    "DispatchState",
+    "FailureReason",
     "Run",
     "RunEvent",
     "RunStatus",
+    "RunTransition",
+    "SandboxState",
     "SignInFailure",
+    "StorageDeletion",
+    "StorageSweep",
+    "SweepLease",
     "Trigger",
     "User",
     "UserSession",

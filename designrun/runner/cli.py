@@ -101,6 +101,16 @@ def load_job(source: str | None) -> dict[str, Any]:
     return job
 
 
+class Terminated(Exception):
+    """SIGTERM reached the runner (raised in the main thread by its signal handler)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    # Once: a second TERM must not interrupt the clean-up the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 class Supervisor:
     """Runs one command for one run and keeps the server informed."""
 
@@ -222,7 +232,7 @@ class Supervisor:
         progress = payload.get("progress")
         if isinstance(progress, int | float) and not isinstance(progress, bool):
             self.progress = min(1.0, max(0.0, float(progress)))
-            self.client.set_progress(self.progress)  # RunCancelled stops the command
+            self._report_progress()
 
     def _resolve(self, path: str) -> Path:
         candidate = Path(path)
@@ -323,7 +333,7 @@ class Supervisor:
                     self._handle_line(stream, line)
                 if time.monotonic() - last_beat >= self.heartbeat:
                     last_beat = time.monotonic()
-                    self.client.set_progress(self.progress)  # 409 here means: cancelled
+                    self._report_progress()
             code = self.process.wait()
             self._upload_outputs()
         except RunCancelled:
@@ -331,6 +341,13 @@ class Supervisor:
             self._stop()
             self._flush_quietly()
             return 0
+        except Terminated:
+            # The host stops us (a local run's cancel, a sandbox shutting down): stop the
+            # command too, which runs in its own session and would otherwise outlive us.
+            self.client.event("runner.stopped", "the runner was told to stop (SIGTERM)")
+            self._stop()
+            self._flush_quietly()
+            return 143
         if code == 0:
             self._finish("completed", None)
         else:
@@ -339,6 +356,19 @@ class Supervisor:
                 "failed", f"command exited with code {code}" + (f":\n{tail}" if tail else "")
             )
         return code
+
+    def _report_progress(self) -> None:
+        """Report progress (a liveness beat too); RunCancelled (409) stops the command.
+
+        Any other failure is not worth the run: a progress report the server refused (4xx) or
+        that ran out of retries is logged, and the next one carries the same information.
+        """
+        try:
+            self.client.set_progress(self.progress)
+        except RunCancelled:
+            raise
+        except RunnerError as exc:
+            log.warning("run %s: progress report not sent: %s", self.client.run_id, exc)
 
     def _finish(self, status: str, error: str | None) -> None:
         try:
@@ -357,7 +387,7 @@ class Supervisor:
 
 
 def _pump(stream: IO[bytes], name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
-    """Forward each line of a pipe, then a None marking its end (and close the pipe)."""
+    """Forward each line of a pipe, then a None marking its end; the pipe is closed after."""
     with stream:
         for raw in iter(stream.readline, b""):
             # NUL cannot be stored (PostgreSQL) and the client refuses it: make it visible.
@@ -413,6 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         temporary = tempfile.TemporaryDirectory(prefix="designrun-run-")
         output_dir = Path(temporary.name)
     client = RunnerClient.from_job(job)
+    log.info("run %s: running %s", client.run_id, shlex.join(command))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         supervisor = Supervisor(client, job, command, output_dir, args.heartbeat, args.kill_grace)
         return supervisor.run()

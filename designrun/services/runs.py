@@ -13,52 +13,59 @@ import binascii
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import delete, select, tuple_
+from sqlalchemy.orm import undefer
 
+from designrun.config import runner_backend
 from designrun.database import write_transaction
 from designrun.errors import InvalidRequestError, NotFoundError, RunNotFoundError
 from designrun.extensions import db
 from designrun.models import Artifact, Run, RunEvent, RunStatus, Trigger
 from designrun.models.types import utcnow, uuid7
-from designrun.services.event_store import NewEvent, rows_for, store_events
+from designrun.services import event_store, hooks, orphans
+from designrun.services.event_store import NewEvent
+from designrun.services.lifecycle import (
+    apply_runner_status,
+    cancel_locked,
+    cancel_run,
+    fail_run,
+    new_run_fields,
+    retry_run,
+)
 from designrun.services.run_states import transition
-from designrun.storage import get_storage
-from designrun.storage.base import StorageKeyError
-from designrun.storage.keys import default_key, key_problem, own_prefix, run_prefix
+from designrun.storage.keys import own_prefix, run_prefix
 
 log = logging.getLogger(__name__)
 
+# Runs shown to users carry eventCount (a deferred column: models/runs.py).
+_WITH_EVENT_COUNT = undefer(Run.event_count)  # type: ignore[attr-defined]
 
-@dataclass(frozen=True)
-class ArtifactInfo:
-    artifact_type: str
-    content_type: str | None = None
-    size_bytes: int | None = None
-    metadata: dict[str, Any] | None = None
-    storage_key: str | None = None
-    idempotency_key: str | None = None
+# The lifecycle's functions are part of this module's interface (services/lifecycle.py).
+__all__ = ["cancel_run", "fail_run", "retry_run"]
 
 
 # --- creation and lookup (users) ---------------------------------------------------------------
 
 
 def create_run(
-    account_id: uuid.UUID, prompt: str, config: dict[str, Any] | None, origin: str
+    account_id: uuid.UUID,
+    prompt: str,
+    config: dict[str, Any] | None,
+    origin: str,
+    retry_of: uuid.UUID | None = None,
 ) -> Run:
     """Create a queued run and, in the same transaction, its trigger (the outbox row).
 
-    The trigger is sent by triggers/dispatcher.py after this commits; this function never waits
-    for the runner backend. ``origin`` is the request's origin, used for callbackUrl when
-    EXPO_PUBLIC_WORKER_ORIGIN is unset.
+    The trigger is sent by triggers/dispatcher.py after this commits (it is woken through
+    services/hooks.py); this function never waits for the runner backend. ``origin`` is the
+    request's origin, used for the ``jobs`` callbackUrl when EXPO_PUBLIC_WORKER_ORIGIN is unset
+    (never for the local runner, which calls back to the service's own address).
     """
-    from designrun.triggers import dispatcher, selected_backend
-
-    backend = selected_backend(current_app.config)
+    backend = runner_backend(current_app.config)
     with write_transaction() as session:
         now = utcnow()
         run = Run(
@@ -70,18 +77,22 @@ def create_run(
             progress=0.0,
             created_at=now,
             updated_at=now,
+            retry_of=retry_of,
+            **new_run_fields(backend),
         )
         session.add(run)
         if backend is not None:
             session.add(Trigger(run_id=run.id, backend=backend, origin=origin, next_attempt_at=now))
     if backend is not None:
-        dispatcher.wake(current_app._get_current_object())  # type: ignore[attr-defined]
+        hooks.work_committed(current_app._get_current_object())  # type: ignore[attr-defined]
     return run
 
 
 def get_run(account_id: uuid.UUID, run_id: uuid.UUID) -> Run:
     """The account's run; raises RunNotFoundError for a missing or foreign run."""
-    run = db.session.scalar(select(Run).where(Run.id == run_id, Run.account_id == account_id))
+    run = db.session.scalar(
+        select(Run).where(Run.id == run_id, Run.account_id == account_id).options(_WITH_EVENT_COUNT)
+    )
     if run is None:
         raise RunNotFoundError()
     return run
@@ -109,7 +120,9 @@ def list_runs(
     Keyset pagination on (created_at, id) over the matching index: the cost of a page does not
     depend on how many runs exist. Raises InvalidRequestError for a malformed cursor.
     """
-    query = select(Run).where(Run.account_id == account_id)
+    query = (
+        select(Run).where(Run.account_id == account_id).options(undefer(Run.event_count))  # type: ignore[attr-defined]
+    )
     if status is not None:
         query = query.where(Run.status == status)
     if cursor is not None:
@@ -159,10 +172,13 @@ def get_artifact(account_id: uuid.UUID, run_id: uuid.UUID, artifact_id: uuid.UUI
 def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
     """Delete the account's run, every row referring to it and the objects under its prefix.
 
-    A run that has not finished is cancelled first (so a runner polling it learns it must stop,
-    whichever it sees first: 409 or 404). Objects are deleted after the rows commit: a failure
+    A run that has not finished is cancelled first, through the same cancel as POST …/cancel
+    (so a runner polling it learns it must stop, whichever it sees first: 409 or 404, and a
+    local runner process is stopped). Objects are deleted after the rows commit: a failure
     there leaves orphaned objects (logged), never a run whose files are gone. Keys outside the
     run's prefix (runs/<runId>/, in whatever letter case its artifacts spelt the id) are kept.
+    The deletions are queued in the same transaction (services/orphans.py): one that fails now
+    (the store is down) is retried by the orphan sweep until it succeeds.
     """
     prefixes = {run_prefix(run_id)}
     with write_transaction() as session:
@@ -172,7 +188,7 @@ def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
         if run is None:
             raise RunNotFoundError()
         if not RunStatus(run.status).terminal:
-            _apply(run, transition(RunStatus(run.status), RunStatus.CANCELLED, None), None)
+            cancel_locked(session, run, "the run was deleted")
             session.flush()
         for key in session.scalars(select(Artifact.storage_key).where(Artifact.run_id == run_id)):
             prefix = own_prefix(key, run_id)
@@ -182,47 +198,31 @@ def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
         session.execute(delete(Artifact).where(Artifact.run_id == run_id))
         session.execute(delete(Trigger).where(Trigger.run_id == run_id))
         session.execute(delete(Run).where(Run.id == run_id))
-    for prefix in sorted(prefixes):
-        try:
-            get_storage().delete_prefix(prefix)
-        except Exception:
-            log.exception("run_id=%s: objects under %s could not be deleted", run_id, prefix)
+        pending = orphans.queue_deletions(session, prefixes)
+    orphans.delete_now(pending)
 
 
 # --- runner reports ------------------------------------------------------------------------------
 
 
-def _apply(run: Run, change: Any, error: str | None) -> None:
-    now = utcnow()
-    run.status = change.status.value
-    if change.progress is not None:
-        run.progress = change.progress
-    if error is not None:
-        run.error = error
-    if change.set_started and run.started_at is None:
-        run.started_at = now
-    if change.set_completed:
-        run.completed_at = now
-    run.updated_at = now
-
-
 def apply_status(
-    run_id: uuid.UUID, status: str | None, progress: float | None, error: str | None
+    run_id: uuid.UUID,
+    status: str | None,
+    progress: float | None,
+    error: str | None,
+    event_count: int | None = None,
 ) -> Run:
     """Apply a runner's status/progress report to a run (API.md state machine).
 
-    Raises RunNotFoundError, InvalidRequestError, or RunFinishedError (409, carries the current
-    status) when the run is terminal and the update is not a repeat of its final status.
+    ``event_count`` is the runner's count of the events it sent, kept with a terminal status
+    (API.md Part 2 § Log completeness). Raises RunNotFoundError, InvalidRequestError, or
+    RunFinishedError (409, carries the current status) when the run is terminal and the update
+    is not a repeat of its final status.
     """
-    with write_transaction() as session:
-        run = session.scalar(select(Run).where(Run.id == run_id).with_for_update())
-        if run is None:
-            raise RunNotFoundError()
-        change = transition(RunStatus(run.status), RunStatus(status) if status else None, progress)
-        if change.changed:
-            _apply(run, change, error)
-        session.flush()
-    return run
+    new = RunStatus(status) if status else None
+    return apply_runner_status(
+        run_id, lambda current: transition(current, new, progress), error, event_count
+    )
 
 
 def run_status(run_id: uuid.UUID) -> str:
@@ -242,124 +242,4 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[u
     on SQLite), so concurrent writers of one run are serialised and never share a number.
     Accepted in any run state. Raises RunNotFoundError.
     """
-    with write_transaction() as session:
-        return store_events(rows_for(session.connection()), run_id, events)
-
-
-def fail_run(run_id: uuid.UUID, message: str, only_queued: bool = True) -> bool:
-    """Mark a run ``failed`` with an ``error`` event, in one transaction.
-
-    Used when its runner could not be started (``only_queued``: the run must still be queued)
-    or died without reporting a final status (any non-terminal run). Returns False, changing
-    nothing, when the run is gone or has moved on (a runner reported, the user cancelled it).
-    """
-    with write_transaction() as session:
-        run = session.scalar(select(Run).where(Run.id == run_id).with_for_update())
-        if run is None or RunStatus(run.status).terminal:
-            return False
-        if only_queued and run.status != RunStatus.QUEUED.value:
-            return False
-        _apply(run, transition(RunStatus(run.status), RunStatus.FAILED, None), message[:10_000])
-        error_event = NewEvent(event_type="error", message=message)
-        store_events(rows_for(session.connection()), run_id, [error_event])
-    return True
-
-
-def _check_key(key: str, run_id: uuid.UUID) -> None:
-    problem = key_problem(key, run_id)
-    if problem is not None:
-        raise InvalidRequestError(f"storageKey: {problem}")
-
-
-def register_artifact(run_id: uuid.UUID, info: ArtifactInfo) -> tuple[Artifact, str]:
-    """Register an object a runner uploaded elsewhere; return the artifact and the run status.
-
-    Raises InvalidRequestError for an unacceptable storageKey, RunNotFoundError.
-    """
-    if info.storage_key is None:
-        raise InvalidRequestError("storageKey: field required")
-    _check_key(info.storage_key, run_id)
-    with write_transaction() as session:
-        status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())
-        if status is None:
-            raise RunNotFoundError()
-        known = _artifact_by_key(run_id, info.idempotency_key)
-        if known is not None:
-            return known, status  # a retry: the original answer, nothing stored again
-        artifact = Artifact(
-            id=uuid7(),
-            run_id=run_id,
-            artifact_type=info.artifact_type,
-            storage_key=info.storage_key,
-            content_type=info.content_type,
-            size_bytes=info.size_bytes,
-            metadata_=info.metadata or {},
-            idempotency_key=info.idempotency_key,
-            created_at=utcnow(),
-        )
-        session.add(artifact)
-    return artifact, status
-
-
-def _artifact_by_key(run_id: uuid.UUID, key: str | None) -> Artifact | None:
-    if key is None:
-        return None
-    return db.session.scalar(
-        select(Artifact).where(Artifact.run_id == run_id, Artifact.idempotency_key == key)
-    )
-
-
-def upload_artifact(
-    run_id: uuid.UUID, info: ArtifactInfo, stream: BinaryIO, file_name: str | None
-) -> tuple[Artifact, str]:
-    """Stream a file into object storage, then register it; return the artifact and run status.
-
-    The upload happens outside any database transaction (it may take minutes and must not hold
-    SQLite's write lock). If registering fails afterwards, the object is removed again, so a
-    failed request leaves nothing behind. A retry (same idempotencyKey) answers the artifact
-    already registered and keeps nothing of its own bytes. Raises InvalidRequestError (also for
-    a key the backend cannot hold, e.g. a file/folder clash on local disk), RunNotFoundError.
-    """
-    known = _artifact_by_key(run_id, info.idempotency_key)
-    if known is not None:
-        return known, run_status(run_id)
-    artifact_id = uuid7()
-    # An explicit empty storageKey is a 400 like any other bad key, not "use the default".
-    key = info.storage_key
-    if key is None:
-        key = default_key(run_id, artifact_id, file_name)
-    _check_key(key, run_id)
-    run_status(run_id)  # 404 before spending time on the upload
-    storage = get_storage()
-    try:
-        size = storage.save_stream(key, stream, info.content_type)
-    except StorageKeyError as exc:
-        raise InvalidRequestError(f"storageKey: {exc}") from None
-    try:
-        with write_transaction() as session:
-            status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())
-            if status is None:
-                raise RunNotFoundError()
-            # A retry that raced the original upload: the original wins.
-            known = _artifact_by_key(run_id, info.idempotency_key)
-            if known is None:
-                artifact = Artifact(
-                    id=artifact_id,
-                    run_id=run_id,
-                    artifact_type=info.artifact_type,
-                    storage_key=key,
-                    content_type=info.content_type or "application/octet-stream",
-                    size_bytes=size,
-                    metadata_=info.metadata or {},
-                    idempotency_key=info.idempotency_key,
-                    created_at=utcnow(),
-                )
-                session.add(artifact)
-    except BaseException:
-        storage.delete(key)
-        raise
-    if known is not None:
-        if known.storage_key != key:
-            storage.delete(key)
-        return known, status
-    return artifact, status
+    return event_store.append(run_id, events)

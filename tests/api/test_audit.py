@@ -123,6 +123,7 @@ def test_document_and_url_map_list_the_same_operations(app):
         (method.upper(), path)
         for path, operations in openapi.document()["paths"].items()
         for method in operations
+        if method.upper() not in IGNORED_METHODS  # HEAD is documented where it matters
     }
     assert routed - UNDOCUMENTED == documented
 
