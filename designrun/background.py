@@ -47,9 +47,9 @@ def _daytona_watchdog(app: Flask) -> int:
 
 
 def _daytona_orphans(app: Flask) -> int:
-    from designrun.triggers import sandboxes
+    from designrun.triggers import sandbox_orphans
 
-    return sandboxes.clean_orphans_once(app)
+    return sandbox_orphans.clean_orphans_once(app)
 
 
 def _orphans(app: Flask) -> int:

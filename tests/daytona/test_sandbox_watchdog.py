@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 from designrun import background
-from designrun.triggers import dispatcher, sandboxes
+from designrun.triggers import dispatcher, sandbox_orphans, sandbox_settings, sandboxes
 from tests.daytona.test_sandbox_runs import finished, sandbox_row
 from tests.factories import bearer, make_run, make_user
 from tests.triggers.support import (
@@ -179,7 +179,7 @@ def test_finished_run_keeps_its_sandbox_for_keep_seconds(sandbox_app, fake):
 def test_orphaned_sandboxes_are_deleted_at_start_up(sandbox_app, fake):
     app = sandbox_app()
     user = make_user(app)
-    mine = sandboxes.instance_label(app.config)
+    mine = sandbox_settings.instance_label(app.config)
     active = make_run(app, user, status="running")
     done = make_run(app, user, status="completed")
     keep_active = fake.add_sandbox({"designrun.instance": mine, "designrun.run_id": str(active.id)})
@@ -199,4 +199,4 @@ def test_orphaned_sandboxes_are_deleted_at_start_up(sandbox_app, fake):
     assert sorted(fake.deleted) == sorted([orphan_done, orphan_unknown, orphan_gone])
     assert {s.id for s in fake.live()} == {keep_active, other_install}
     # A second pass right after (another worker starting) does nothing.
-    assert sandboxes.clean_orphans_once(app) == 0
+    assert sandbox_orphans.clean_orphans_once(app) == 0
