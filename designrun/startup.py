@@ -36,11 +36,13 @@ def database(url: str) -> str:
 
 def callback_origin(config: Mapping[str, Any], backend: str | None) -> str:
     """Where runners of ``backend`` call back, as far as the configuration says."""
-    if backend == "local" and config.get("LOCAL_RUNNER_ORIGIN"):
-        return str(config["LOCAL_RUNNER_ORIGIN"])
+    if backend == "local":
+        # triggers/local.py: LOCAL_RUNNER_ORIGIN, else the address this server is bound to.
+        origin = config.get("LOCAL_RUNNER_ORIGIN") or config.get("LOCAL_RUNNER_BIND_ORIGIN")
+        return str(origin or "this server's bind address")
     if config.get("EXPO_PUBLIC_WORKER_ORIGIN"):
         return str(config["EXPO_PUBLIC_WORKER_ORIGIN"])
-    return "this server's own origin" if backend == "local" else "each create request's origin"
+    return "each create request's origin"
 
 
 def summary(config: Mapping[str, Any]) -> str:
