@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FLASK_APP := designrun
 
-.PHONY: help install run test test-sqlite test-pg lint fmt migrate bench lock clean
+.PHONY: help install run test test-sqlite test-pg tools lint fmt migrate bench lock clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-z0-9_-]*:.*## ' $(MAKEFILE_LIST) | sed 's/\$$(PORT)/$(PORT)/g' \
+		| awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: setup.cfg pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,14 +24,18 @@ run: install ## Install, apply migrations and serve on http://127.0.0.1:$(PORT) 
 	$(BIN)/flask db upgrade
 	PORT=$(PORT) $(BIN)/gunicorn wsgi:app
 
-test: install lint test-sqlite ## Install, lint, run the suite on SQLite (and on PostgreSQL when TEST_DATABASE_URL is set)
+test: install tools lint test-sqlite ## Install, lint, run the suite on SQLite (and on PostgreSQL when TEST_DATABASE_URL is set)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then $(MAKE) --no-print-directory test-pg; fi
 
-test-sqlite: install
+test-sqlite: install tools ## Run the suite on SQLite only (no lint)
 	env -u TEST_DATABASE_URL $(BIN)/pytest -q -n 2
 
-test-pg: install ## Run the suite on a fresh PostgreSQL database (TEST_DATABASE_URL, default 127.0.0.1:5432)
+test-pg: install tools ## Run the suite on a fresh PostgreSQL database (TEST_DATABASE_URL, default 127.0.0.1:5432)
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} $(BIN)/pytest -q -n 2
+
+tools: ## Install the system tools the tests use (curl; chromium for tests/web), when missing (Debian/Ubuntu)
+	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 lint: install ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .

@@ -41,6 +41,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(overrides)
     finish_config(app.config, app.instance_path)
     _engine_options(app)
+    _trust_proxies(app)
 
     from designrun import models  # noqa: F401  (register the tables on the metadata)
     from designrun.auth import guards  # noqa: F401  (registers the session request loader)
@@ -56,6 +57,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from designrun.cli import register_cli
 
     register_api(app)
+    from designrun.web import register_web
+
+    register_web(app)
     register_cli(app)
 
     from designrun.background import start_under_flask_run
@@ -63,6 +67,19 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # `flask run` serves from this process: start its background work (nothing otherwise).
     start_under_flask_run(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind TRUSTED_PROXIES reverse proxies, take the client's address and scheme from
+    X-Forwarded-For/-Proto (Werkzeug's ProxyFix; the sign-in limit counts per address).
+
+    The Host is not taken from X-Forwarded-Host: the proxy must pass ``Host`` through.
+    """
+    hops = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def _engine_options(app: Flask) -> None:

@@ -40,6 +40,24 @@ class Sweep:
     every: Callable[[Mapping[str, Any]], float]
 
 
+def _daytona_watchdog(app: Flask) -> int:
+    from designrun.triggers import sandboxes
+
+    return sandboxes.watch_once(app)
+
+
+def _daytona_orphans(app: Flask) -> int:
+    from designrun.triggers import sandbox_orphans
+
+    return sandbox_orphans.clean_orphans_once(app)
+
+
+def _orphans(app: Flask) -> int:
+    from designrun.services import orphans
+
+    return orphans.run_once(app)
+
+
 def _reap(app: Flask) -> int:
     from designrun.triggers import reaper
 
@@ -52,14 +70,21 @@ def _local_runs(app: Flask) -> int:
     return local.run_once(app)
 
 
-def _orphans(app: Flask) -> int:
-    from designrun.services import orphans
-
-    return orphans.run_once(app)
-
-
 # The registry: each entry imports its module lazily (see the module docstring).
 SWEEPS: list[Sweep] = [
+    # Each sandbox row has its own next check (DAYTONA_WATCH_INTERVAL); the pass that finds
+    # the due ones is cheap, and frequent so that a finished run's sandbox goes quickly.
+    Sweep("daytona-watchdog", _daytona_watchdog, every=lambda config: 2.0),
+    # The first pass runs at start-up.
+    Sweep(
+        "daytona-orphans",
+        _daytona_orphans,
+        every=lambda config: float(config.get("DAYTONA_CLEAN_INTERVAL") or 600),
+    ),
+    # Failed object deletions and never-registered uploads (services/orphans.py). The sweep's
+    # own lease row decides when a whole pass is due (ORPHAN_SWEEP_INTERVAL); ticks in between
+    # retry due deletions and continue a pass that stopped after its page budget.
+    Sweep("orphans", _orphans, lambda config: min(30.0, float(config["ORPHAN_SWEEP_INTERVAL"]))),
     # runner_lost / start_timeout: a few times per the shorter timeout, at most every 30 s.
     Sweep(
         "reaper",
@@ -69,10 +94,6 @@ SWEEPS: list[Sweep] = [
     # Local runner processes: cancels reach them, dead ones fail their run (every second, so a
     # cancel that landed on another worker or host stops the process well within 10 s).
     Sweep("local-runs", _local_runs, lambda c: 1.0),
-    # Failed object deletions and never-registered uploads (services/orphans.py). The sweep's
-    # own lease row decides when a whole pass is due (ORPHAN_SWEEP_INTERVAL); ticks in between
-    # retry due deletions and continue a pass that stopped after its page budget.
-    Sweep("orphans", _orphans, lambda config: min(30.0, float(config["ORPHAN_SWEEP_INTERVAL"]))),
 ]
 
 
@@ -95,6 +116,9 @@ def start(app: Flask, bind_origin: str | None = None) -> None:
     app.extensions[_EXTENSION] = state
     if bind_origin:
         app.config["LOCAL_RUNNER_BIND_ORIGIN"] = bind_origin.rstrip("/")
+    from designrun import startup
+
+    startup.log_once(app)  # under gunicorn the master has logged it already
 
     from designrun.triggers import dispatcher, selected_backend
 

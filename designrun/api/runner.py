@@ -6,14 +6,23 @@ a run-scoped token for the run in its path, or the legacy shared secret.
 
 from __future__ import annotations
 
-import json
+import logging
 import uuid
-from typing import Any, BinaryIO, cast
+from typing import Any
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from designrun.api import serializers
-from designrun.api.parsing import check_strings, is_json_request, json_object, parse_body, validate
+from designrun.api.multipart import FilePart, stream_form
+from designrun.api.parsing import (
+    check_strings,
+    decode_json,
+    is_json_request,
+    json_object,
+    parse_body,
+    validate,
+)
 from designrun.api.schemas import (
     ArtifactFields,
     ArtifactRegistration,
@@ -24,8 +33,10 @@ from designrun.api.schemas import (
 )
 from designrun.auth import runner_tokens
 from designrun.auth.sessions import bearer_token
-from designrun.errors import InvalidRequestError, UnauthorizedError, UnsupportedMediaTypeError
+from designrun.errors import UnauthorizedError, UnsupportedMediaTypeError
 from designrun.services import artifacts, lifecycle, runs
+
+log = logging.getLogger(__name__)
 
 runner_api = Blueprint("runner_api", __name__, url_prefix="/api/runner")
 
@@ -40,10 +51,28 @@ def require_runner_token() -> None:
     if not runner_tokens.verify(current_app.config["RUNNER_AUTH_SECRET"], token, run_id):
         raise UnauthorizedError()
     g.runner_run_id = run_id
-    # Every runner request is a heartbeat; status updates and event batches record it in
-    # their own transaction (the events hot path pays no extra transaction for it).
-    if request.endpoint not in {"runner_api.post_status", "runner_api.post_events"}:
+    # The status update records its own heartbeat, and stored events theirs, in their own
+    # transaction (services/event_store.py): the ingestion path pays no extra read or write.
+    if request.endpoint not in _OWN_HEARTBEAT:
         lifecycle.touch_heartbeat(run_id)
+
+
+_OWN_HEARTBEAT = frozenset({"runner_api.post_status", "runner_api.post_events"})
+_DONE = frozenset({200, 503})  # stored with its heartbeat, or the database is down
+
+
+@runner_api.after_request
+def heartbeat_of_unstored_events(response: Response) -> Response:
+    """An event post answered without storing (bad body, unknown run) is a callback too."""
+    if response.status_code in _DONE or request.endpoint != "runner_api.post_events":
+        return response
+    run_id = g.get("runner_run_id")
+    if run_id is not None:
+        try:
+            lifecycle.touch_heartbeat(run_id)
+        except SQLAlchemyError:  # the database is what failed: the answer says so already
+            log.warning("heartbeat of run %s not recorded", run_id)
+    return response
 
 
 def ok(**fields: Any) -> dict[str, Any]:
@@ -93,23 +122,27 @@ def _artifact_info(fields: ArtifactFields) -> artifacts.ArtifactInfo:
     )
 
 
-def _multipart_fields() -> dict[str, Any]:
+def _form_fields(form: dict[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name in ("artifactType", "storageKey", "contentType", "idempotencyKey"):
-        value = request.form.get(name)
+        value = form.get(name)
         if value is not None:
             data[name] = value
-    raw_metadata = request.form.get("metadata")
+    raw_metadata = form.get("metadata")
     if raw_metadata is not None and raw_metadata.strip() != "":
-        try:
-            data["metadata"] = json.loads(raw_metadata, parse_constant=_reject)
-        except (ValueError, RecursionError):  # RecursionError: deeply nested (issue 6 #7)
-            raise InvalidRequestError("metadata: must be a JSON object (as a string)") from None
+        data["metadata"] = decode_json(raw_metadata, "metadata")
     return data
 
 
-def _reject(name: str) -> Any:
-    raise ValueError(name)
+def _streamed_upload(run_id: uuid.UUID, form: dict[str, str], part: FilePart) -> Any:
+    """Validate the fields, then stream the file part into the store (api/multipart.py)."""
+    data = _form_fields(form)
+    if "contentType" not in data and part.mimetype:
+        # The file part's type is the default, within the same limits (255 characters).
+        data["contentType"] = part.mimetype
+    check_strings(data, "")
+    info = _artifact_info(validate(ArtifactFields, data))
+    return artifacts.upload_artifact(run_id, info, part.stream, part.filename)
 
 
 @runner_api.post("/runs/<uuid:run_id>/artifacts")
@@ -119,18 +152,7 @@ def post_artifact(run_id: uuid.UUID) -> dict[str, Any]:
         registration = parse_body(ArtifactRegistration)
         artifact, status = artifacts.register_artifact(run_id, _artifact_info(registration))
     elif request.mimetype == "multipart/form-data":
-        upload = request.files.get("file")
-        if upload is None:
-            raise InvalidRequestError("file: a 'file' part is required")
-        data = _multipart_fields()
-        if "contentType" not in data and upload.mimetype:
-            # The file part's type is the default, within the same limits (255 characters).
-            data["contentType"] = upload.mimetype
-        check_strings(data, "")
-        info = _artifact_info(validate(ArtifactFields, data))
-        artifact, status = artifacts.upload_artifact(
-            run_id, info, cast(BinaryIO, upload.stream), upload.filename
-        )
+        artifact, status = stream_form(lambda form, part: _streamed_upload(run_id, form, part))
     else:
         raise UnsupportedMediaTypeError(
             "expected application/json (registration) or multipart/form-data (upload)"

@@ -43,6 +43,13 @@ def default_command() -> list[str]:
     return [sys.executable, "-m", "designrun.runner.cli", "--job", JOB_PLACEHOLDER]
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="designrun-runner-check",
@@ -52,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
         + ". Without a command: designrun-runner with the demo agent.",
     )
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="standard")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="standard",
+        help="how hostile the network is (default standard; see below)",
+    )
     parser.add_argument(
         "--seed", type=int, default=None, help="fault seed (default: random, printed)"
     )
@@ -84,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--token-ttl",
-        type=int,
+        type=_positive_int,
         default=None,
         help="runner token lifetime, seconds (default: the profile's)",
     )
@@ -170,7 +182,13 @@ class Check:
             started = time.monotonic()
             self.server.injector.started = started  # request times count from the runner's start
             process = self._spawn(job)
-            cancel_at, timed_out = self._watch(process, started)
+            try:
+                cancel_at, timed_out = self._watch(process, started)
+            except BaseException:  # Ctrl-C included: never leave the runner behind
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                raise
             exited_at = self.server.injector.now()
             self.server.injector.wait_idle(timeout=5.0)
             outcome = RunnerOutcome(
@@ -181,6 +199,7 @@ class Check:
                 exited_at=exited_at,
                 stop_bound=self.args.stop_within,
                 token_ttl=self.token_ttl,
+                cancel_requested=self.args.cancel,
             )
             card = score(self.server.injector.exchanges, self.server.state(), outcome)
             self.log = [e.describe() for e in self.server.injector.exchanges]
@@ -267,9 +286,12 @@ def render(card: Scorecard, context: dict[str, Any]) -> str:
     )
     if "cancel" in stats:
         cancel = stats["cancel"]
-        lines.append(
-            f"  cancel: at {cancel['at']}s, runner stopped {cancel['stoppedAfter']}s later"
-        )
+        if cancel["at"] is None:
+            lines.append(f"  cancel: {cancel['note']}")
+        else:
+            lines.append(
+                f"  cancel: at {cancel['at']}s, runner stopped {cancel['stoppedAfter']}s later"
+            )
     for finding in card.findings:
         lines.append(f"  FAIL {finding.check}: {finding.message}")
         lines += [f"      {request}" for request in finding.requests]

@@ -247,6 +247,14 @@ def apply_runner_status(
     return run
 
 
+# Runs whose lastHeartbeatAt this process knows to be at least this recent. Every event request
+# is a callback: without this, each one would pay a read (a pool checkout, on PostgreSQL a
+# pre-ping round trip too) before its write; with it, a runner's requests pay one read or write
+# per HEARTBEAT_RESOLUTION and process.
+_known_heartbeats: dict[uuid.UUID, datetime] = {}
+_KNOWN_MAX = 10_000
+
+
 def touch_heartbeat(run_id: uuid.UUID) -> None:
     """Record a runner callback on the run (lastHeartbeatAt), at most once per resolution.
 
@@ -254,8 +262,14 @@ def touch_heartbeat(run_id: uuid.UUID) -> None:
     (the endpoint answers its 404).
     """
     now = utcnow()
+    known = _known_heartbeats.get(run_id)
+    if known is not None and now - known < HEARTBEAT_RESOLUTION:
+        return
+    if len(_known_heartbeats) >= _KNOWN_MAX:
+        _known_heartbeats.clear()
     last = db.session.scalar(select(Run.last_heartbeat_at).where(Run.id == run_id))
     if last is not None and now - last < HEARTBEAT_RESOLUTION:
+        _known_heartbeats[run_id] = last
         return
     with write_transaction() as session:
         session.execute(
@@ -264,6 +278,7 @@ def touch_heartbeat(run_id: uuid.UUID) -> None:
             .where((Run.last_heartbeat_at.is_(None)) | (Run.last_heartbeat_at < now))
             .values(last_heartbeat_at=now)
         )
+    _known_heartbeats[run_id] = now
 
 
 def transitions_of(run_id: uuid.UUID) -> list[RunTransition]:
