@@ -1,8 +1,6 @@
-"""Runner backend names (API.md Part 2 § Runner backends): ``jobs``; ``daytona`` still means it."""
+"""Runner backend names (API.md Part 2 § Runner backends): ``jobs`` is the job request."""
 
 from __future__ import annotations
-
-import logging
 
 import pytest
 
@@ -25,18 +23,8 @@ def test_backend_chosen_from_the_environment(monkeypatch, tmp_path, environment,
     assert runner_backend(load_config(str(tmp_path))) == expected
 
 
-def test_daytona_keeps_meaning_the_job_request_with_a_warning(monkeypatch, tmp_path, caplog):
-    monkeypatch.setenv("RUNNER_BACKEND", "daytona")
-    monkeypatch.setenv("DAYTONA_API_URL", "http://jobs.internal")
-    with caplog.at_level(logging.WARNING, logger="designrun.config"):
-        config = load_config(str(tmp_path))
-    assert runner_backend(config) == "jobs"
-    assert any("RUNNER_BACKEND=jobs" in r.getMessage() for r in caplog.records)
-
-
-@pytest.mark.parametrize("backend", ["jobs", "daytona"])
-def test_the_job_request_needs_its_url(monkeypatch, tmp_path, backend):
-    monkeypatch.setenv("RUNNER_BACKEND", backend)
+def test_the_job_request_needs_its_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("RUNNER_BACKEND", "jobs")
     with pytest.raises(ConfigError, match="DAYTONA_API_URL"):
         load_config(str(tmp_path))
 
