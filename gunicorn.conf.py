@@ -1,18 +1,33 @@
 """gunicorn settings for designrun (``gunicorn wsgi:app`` reads this file from the cwd).
 
-Sync workers, 2 x cores + 1: measured steadier than gthread on SQLite, whose busy handler
-sleeps (bench/README.md). Every value can be overridden by GUNICORN_* style flags or
-the environment variables read below.
+gthread workers, 2 x cores + 1 processes. A live event stream (GET …/events/stream) holds its
+thread for as long as the client watches, so a sync worker would be taken by one viewer. Each
+process holds at most STREAM_MAX_PER_PROCESS streams (503 + Retry-After above that) and has
+GUNICORN_API_THREADS threads more than that, so streams can never take the threads the runner
+and user API need. Why gthread and not gevent: docs/architecture.md § Streams. Every value can
+be overridden by GUNICORN_* style flags or the environment variables read below.
 """
 
 import multiprocessing
 import os
 import sys
 
+from dotenv import load_dotenv
+
+from designrun.config import DEFAULT_STREAMS
+
+# The settings below read the environment, .env included (wsgi.py loads it again per worker).
+load_dotenv()
+
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-worker_class = "sync"
-# Long uploads stream through a sync worker: allow them time.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+_streams = os.environ.get("STREAM_MAX_PER_PROCESS", "").strip()
+threads = int(os.environ.get("GUNICORN_API_THREADS", "8")) + (
+    int(_streams) if _streams else DEFAULT_STREAMS
+)
+# Long uploads stream through a worker thread: allow them time (gthread workers heartbeat from
+# their main loop, so a long stream or upload never trips it).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 20
 keepalive = 5
@@ -46,6 +61,22 @@ def on_starting(server):
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201
         sys.exit(1)
+
+
+def post_worker_init(worker):
+    """End the worker's live streams as soon as it is asked to stop (SIGTERM: restart, reload,
+    scale down), so clients reconnect elsewhere at once instead of after graceful_timeout."""
+    import signal
+
+    graceful = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        from designrun.services import streams
+
+        streams.stop_all()
+        graceful(sig, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)
 
 
 def when_ready(server):

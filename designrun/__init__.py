@@ -57,6 +57,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from designrun.cli import register_cli
 
     register_api(app)
+    from designrun.web import register_web
+
+    register_web(app)
     register_cli(app)
 
     from designrun.background import start_under_flask_run

@@ -18,6 +18,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MIN_SECRET_LENGTH = 32
+# Live streams one process may hold (STREAM_MAX_PER_PROCESS); gunicorn.conf.py adds API threads.
+DEFAULT_STREAMS = 200
 
 # Every environment variable the service reads (API.md's table and designrun's own), so that
 # tests and benchmarks can start from a clean slate without keeping their own copy of the list.
@@ -72,6 +74,9 @@ ENVIRONMENT = (
     "DAYTONA_WATCH_INTERVAL",
     "DAYTONA_CLEAN_INTERVAL",
     "DESIGNRUN_SQLITE_SYNCHRONOUS",
+    "STREAM_MAX_PER_PROCESS",
+    "STREAM_PING_INTERVAL",
+    "STREAM_POLL_INTERVAL",
     # Set by gunicorn.conf.py for its workers (the bound address), not by operators.
     "DESIGNRUN_BIND_ORIGIN",
 )
@@ -116,6 +121,13 @@ def _env_float(name: str, default: float) -> float:
         raise ConfigError(f"designrun: {name} must be a number, not {raw!r}") from None
     if not 0 <= value < 3600:
         raise ConfigError(f"designrun: {name} must be between 0 and 3600")
+    return value
+
+
+def _env_positive(name: str, default: float) -> float:
+    value = _env_float(name, default)
+    if value <= 0:
+        raise ConfigError(f"designrun: {name} must be more than 0")
     return value
 
 
@@ -296,6 +308,12 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "TRIGGER_TIMEOUT": _env_int("TRIGGER_TIMEOUT", 10, minimum=1),
         # Seconds before the 2nd attempt; doubles per attempt (1, 2, 4, 8 by default).
         "TRIGGER_BACKOFF_BASE": _env_float("TRIGGER_BACKOFF_BASE", 1.0),
+        # Live tail (API.md Part 2): open streams one process holds (each holds a gunicorn
+        # thread: gunicorn.conf.py sizes its threads from this), the ``: ping`` period, and the
+        # SQLite waiter's poll period (PostgreSQL is woken by NOTIFY).
+        "STREAM_MAX_PER_PROCESS": _env_int("STREAM_MAX_PER_PROCESS", DEFAULT_STREAMS, minimum=0),
+        "STREAM_PING_INTERVAL": _env_positive("STREAM_PING_INTERVAL", 15.0),
+        "STREAM_POLL_INTERVAL": _env_positive("STREAM_POLL_INTERVAL", 0.2),
         **_sandbox_settings(),
     }
 

@@ -102,6 +102,19 @@ class DatabaseUnavailableError(ApiError):
     code = "database_unavailable"
 
 
+class StreamsFullError(ApiError):
+    """503: this process holds as many live streams as it may (API.md Part 2 § Live tail)."""
+
+    status = 503
+    code = "streams_full"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "too many open event streams on this server; retry later or poll the events endpoint",
+            headers={"Retry-After": str(max(1, retry_after))},
+        )
+
+
 class StorageUnavailableError(ApiError):
     """503: the object store is down or failing; nothing half-written was left behind."""
 

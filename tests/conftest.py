@@ -99,10 +99,12 @@ def app_factory(database_url: str, tmp_path: Any) -> Iterator[Any]:
 
     yield build
     from designrun.extensions import db
+    from designrun.services import streams
     from designrun.triggers import dispatcher
 
     for app in apps:
         dispatcher.stop(app)
+        streams.stop(app, wait=True)
     if apps:
         with apps[0].app_context():
             _empty_tables(db)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 
 from designrun.api import downloads, serializers
 from designrun.api.parsing import parse_body, parse_query
-from designrun.api.schemas import CancelRun, CreateRun, ListEventsQuery, ListRunsQuery
+from designrun.api.schemas import (
+    MAX_SEQUENCE,
+    CancelRun,
+    CreateRun,
+    ListEventsQuery,
+    ListRunsQuery,
+    StreamQuery,
+)
 from designrun.auth.guards import require_user
-from designrun.services import artifacts, lifecycle, runs
+from designrun.errors import InvalidRequestError
+from designrun.models import RunEvent
+from designrun.services import artifacts, lifecycle, runs, streams
 
 design_api = Blueprint("design_api", __name__, url_prefix="/api/design")
 
@@ -64,6 +74,41 @@ def list_events(run_id: uuid.UUID) -> dict[str, Any]:
     query = parse_query(ListEventsQuery)
     events, next_cursor = runs.list_events(g.account_id, run_id, query.after, query.limit)
     return {"ok": True, "events": [serializers.event(e) for e in events], "nextCursor": next_cursor}
+
+
+@design_api.get("/runs/<uuid:run_id>/events/stream")
+def stream_events(run_id: uuid.UUID) -> Response:
+    """API.md Part 2 § Live tail: Server-Sent Events; the waiter (services/streams.py) feeds it."""
+    after = parse_query(StreamQuery).after or 0
+    last_id = request.headers.get("Last-Event-ID")
+    if last_id is not None and last_id.strip():
+        if not last_id.strip().isdigit() or int(last_id) > MAX_SEQUENCE:
+            raise InvalidRequestError("Last-Event-ID: must be an event sequence (an integer >= 0)")
+        after = int(last_id)
+    stream = streams.open_stream(current_app._get_current_object(), g.account_id, run_id, after)  # type: ignore[attr-defined]
+    response = Response(_sse(stream), mimetype="text/event-stream")
+    response.call_on_close(stream.close)
+    response.headers["Cache-Control"] = "no-cache, no-store"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each line on at once
+    return response
+
+
+def _sse(stream: streams.Stream) -> Any:
+    yield b"retry: 2000\n\n"
+    for batch in stream:
+        yield "".join(_sse_item(item) for item in batch).encode()
+
+
+def _sse_item(item: streams.Item) -> str:
+    if isinstance(item, streams.Ping):
+        return ": ping\n\n"
+    if isinstance(item, streams.End):
+        return f"event: end\ndata: {json.dumps({'status': item.status})}\n\n"
+    if isinstance(item, RunEvent):
+        data = json.dumps(serializers.event(item), separators=(",", ":"))
+        return f"id: {item.sequence}\nevent: event\ndata: {data}\n\n"
+    data = json.dumps(serializers.run(item), separators=(",", ":"))
+    return f"event: run\ndata: {data}\n\n"
 
 
 @design_api.get("/runs/<uuid:run_id>/artifacts")

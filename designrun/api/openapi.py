@@ -87,6 +87,16 @@ _ARTIFACT_ID = {
     "description": "The artifact's id (a UUID)",
     "schema": {"type": "string", "format": "uuid"},
 }
+# One message of the event stream (its fields as text/event-stream carries them).
+_SSE_MESSAGE = {
+    "type": "object",
+    "properties": {
+        "event": {"enum": ["event", "run", "end"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "data": {"type": "string", "description": "Event JSON, Run JSON, or {status}"},
+        "retry": {"type": "integer"},
+    },
+}
 
 # operationId → (summary, description). Every operation has both (tests/test_api_docs.py).
 _TEXT: dict[str, tuple[str, str]] = {
@@ -155,6 +165,15 @@ _TEXT: dict[str, tuple[str, str]] = {
     "listEvents": (
         "List a run's events",
         "Ascending by sequence after the given one; poll with after to tail the log.",
+    ),
+    "streamEvents": (
+        "Live tail of a run's events (Server-Sent Events)",
+        "text/event-stream: `retry: 2000`, the run (`event: run`), each stored event after "
+        "`Last-Event-ID` (header) or `after` as `id: <sequence>` / `event: event`, each change "
+        "of the run's status or progress as `event: run`, `: ping` comments at least every "
+        "STREAM_PING_INTERVAL seconds (15), and `event: end` with the final status once the run "
+        "is terminal and its events were sent. 503 streams_full with Retry-After when this "
+        "server process holds STREAM_MAX_PER_PROCESS streams (clients fall back to polling).",
     ),
     "listArtifacts": ("List a run's artifacts", "Oldest first."),
     "downloadArtifact": (
@@ -325,6 +344,35 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "security": _USER,
                 "parameters": [_RUN_ID, *_query_parameters(s.ListEventsQuery)],
                 "responses": _responses(200, _ref(s.EventListOut), (401, 404)),
+            }
+        },
+        f"{user_run}/events/stream": {
+            "get": {
+                "operationId": "streamEvents",
+                "tags": ["design"],
+                "security": _USER,
+                "parameters": [
+                    _RUN_ID,
+                    *_query_parameters(s.StreamQuery),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "Resume after this sequence (EventSource sends it)",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The event stream (never buffered)",
+                        "content": {"text/event-stream": {"schema": _SSE_MESSAGE}},
+                    },
+                    **{
+                        k: v
+                        for k, v in _responses(200, {}, (401, 404)).items()
+                        if k in {"400", "401", "404", "503"}
+                    },
+                },
             }
         },
         f"{user_run}/artifacts": {

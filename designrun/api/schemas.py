@@ -174,6 +174,10 @@ class ListEventsQuery(QueryModel):
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
+class StreamQuery(QueryModel):
+    after: Annotated[int, Field(ge=0, le=MAX_SEQUENCE)] | None = None
+
+
 # --- Responses (documentation and contract tests; serializers.py builds the dicts) -------------
 
 

@@ -60,8 +60,13 @@ FRESH_RUN_PER_CASE = {
     "POST /api/runner/runs/{runId}/status",
     "POST /api/design/runs/{runId}/cancel",
 }
-# Only a finished run can be retried (an active one is 409 run_active).
-FINISHED_RUN = {"POST /api/design/runs/{runId}/retry"}
+# Only a finished run can be retried (an active one is 409 run_active). A live stream of a
+# running run never ends, and the transport reads answers whole: the stream is fuzzed on a
+# finished run (it sends the log, then ``end``, then closes).
+FINISHED_RUN = {
+    "POST /api/design/runs/{runId}/retry",
+    "GET /api/design/runs/{runId}/events/stream",
+}
 # Any string is a (wrong) token and any body a file: no schema-violating data exists.
 NOTHING_TO_BREAK = {"PUT /api/uploads/{token}"}
 SESSION_OPERATIONS = {"POST /api/auth/sign-out", "GET /api/auth/get-session"}
