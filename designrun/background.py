@@ -17,6 +17,7 @@ function so that this module stays cheap to import).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -155,9 +156,13 @@ def start_under_flask_run(app: Flask) -> bool:
     if ":" in host:
         host = f"[{host}]"
     scheme = "https" if ctx.params.get("cert") else "http"
+    from designrun import startup
+
+    os.environ[startup.LOGGED_MARKER] = "1"  # said below, where flask run's output goes
     start(app, f"{scheme}://{host}:{ctx.params['port']}")
     # Beside flask's own " * Running on …" lines (logging is not configured under flask run).
     click.echo(" * designrun: background work started (trigger dispatcher, sweeps)", err=True)
+    click.echo(f" * {startup.summary(app.config)}", err=True)
     return True
 
 

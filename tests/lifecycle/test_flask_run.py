@@ -117,6 +117,11 @@ def test_a_run_created_under_flask_run_completes(server_env):
         assert status == "completed", (logs / "flask.err").read_text()[-3000:]
         # once: in the reloader's child, not in its parent
         assert (logs / "flask.err").read_text().count(MARKER) == 1
+        # the start-up line (issue 6 item 21), with the local runner's callback: the bind address
+        summary = [
+            line for line in (logs / "flask.err").read_text().splitlines() if "serving with" in line
+        ]
+        assert len(summary) == 1 and f"callback {url})" in summary[0], summary
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
