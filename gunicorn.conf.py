@@ -48,7 +48,8 @@ def on_starting(server):
     """Check the configuration once in the master, before any worker is forked.
 
     A bad setting stops the whole server with one line, instead of workers that fail to boot
-    and are respawned forever. The master also creates instance/ secrets here, once.
+    and are respawned forever. The master also creates instance/ secrets here, once, and logs
+    the one line saying what the server runs with (designrun/startup.py).
     """
     from dotenv import load_dotenv
 
@@ -57,10 +58,11 @@ def on_starting(server):
 
     load_dotenv()
     try:
-        create_app()
+        app = create_app()
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201
         sys.exit(1)
+    server.designrun_config = app.config  # for when_ready's start-up line
 
 
 def post_worker_init(worker):
@@ -94,4 +96,18 @@ def when_ready(server):
             host = f"[{host}]"
         scheme = "https" if server.cfg.is_ssl else "http"
         os.environ["DESIGNRUN_BIND_ORIGIN"] = f"{scheme}://{host}:{address[1]}"
+        break
+    _log_summary(server)
+
+
+def _log_summary(server):
+    """The one line saying what the server runs with (designrun/startup.py), once, here: the
+    workers inherit the marker and do not repeat it."""
+    from designrun import startup
+
+    config = getattr(server, "designrun_config", None)
+    if config is None:
         return
+    config = {**config, "LOCAL_RUNNER_BIND_ORIGIN": os.environ.get("DESIGNRUN_BIND_ORIGIN")}
+    server.log.info("%s", startup.summary(config))
+    os.environ[startup.LOGGED_MARKER] = "1"

@@ -1,16 +1,13 @@
 """Ingestion and read benchmark of designrun against the storage ceiling (bench/README.md).
 
-Starts designrun and ../shared/bench/ceiling_app.py under the same gunicorn settings (the
-project's gunicorn.conf.py, sync workers), on SQLite and on PostgreSQL, drives simulated runners
-over loopback with wrk (bench/wrk/*.lua), checks that every acknowledged event is stored exactly
-once and in order, and prints one table with ratios and PASS/FAIL against the targets:
+Starts designrun and bench/ceiling_app.py under the same gunicorn settings (the project's
+gunicorn.conf.py and its worker class, or --worker-class), on SQLite and on PostgreSQL, drives
+simulated runners over loopback with wrk (bench/wrk/*.lua), checks that every acknowledged
+event is stored exactly once and in order, and prints one table with ratios and PASS/FAIL
+against the targets (TARGETS below; reads: median latency with 10^6 stored events <= 1.5 x
+with 10^3).
 
-- single events, 16 runners: designrun >= 0.5 x the ceiling's rate (SQLite), p99 < 100 ms;
-- batches of 100 events: designrun >= 0.5 x the ceiling's event rate (SQLite);
-- reads (list-runs, events page): median latency with 10^6 stored events <= 1.5 x with 10^3;
-- exactly once, in order: the wrk logs (from the database) and the acked ids (through the API).
-
-    .venv/bin/python bench/ingest.py [--duration 10] [--quick] [--skip-pg] [--profile]
+    .venv/bin/python bench/ingest.py [--duration 6] [--rounds 3] [--quick] [--skip-pg] [--profile]
 
 Exit status: 0 when every target passes, 1 when one fails, 2 when the bench could not run.
 """
@@ -143,6 +140,7 @@ class Sample:
     stored: int
     lost: int  # acknowledged events not stored
     duplicated: int  # events stored twice (same idempotency key)
+    peer_cpu_s: float  # CPU the other (idle) server's workers used meanwhile
 
     @property
     def rate(self) -> float:
@@ -176,12 +174,12 @@ class Target:
         return [(str(i), runner_tokens.mint(bench.secret, i, 3600)[0]) for i in ids]
 
 
-def measure(bench: Bench, target: Target, phase: str, rnd: int) -> None:
+def measure(bench: Bench, target: Target, peer: Target, phase: str, rnd: int) -> None:
     """One wrk run of ``phase`` against ``target`` on fresh runs; check the stored logs."""
     size = bench.args.batch if phase == "batch" else 1
     runs = target.new_runs(bench, bench.args.connections)
     runs_file = write_runs_file(bench.workdir / f"runs-{target.name}-{phase}-{rnd}.txt", runs)
-    cpu_before = target.server.cpu_seconds()
+    cpu_before, peer_before = target.server.cpu_seconds(), peer.server.cpu_seconds()
     result = _wrk_events(
         bench,
         target.url,
@@ -191,6 +189,7 @@ def measure(bench: Bench, target: Target, phase: str, rnd: int) -> None:
         bench.args.duration,
     )
     cpu = target.server.cpu_seconds() - cpu_before
+    peer_cpu = peer.server.cpu_seconds() - peer_before
     check = check_logs(target.db, [run for run, _ in runs], target.ceiling)
     target.problems += check.problems
     target.stored += check.stored
@@ -203,6 +202,7 @@ def measure(bench: Bench, target: Target, phase: str, rnd: int) -> None:
         stored=check.stored,
         lost=max(0, acked - check.stored),
         duplicated=check.duplicated,
+        peer_cpu_s=peer_cpu,
     )
     target.results.setdefault(phase, []).append(sample)
     if not acked <= check.stored <= sent:
@@ -210,7 +210,7 @@ def measure(bench: Bench, target: Target, phase: str, rnd: int) -> None:
     print(
         f"    {target.name} {phase}: {sample.rate:,.0f} ev/s, p50 {result.p50:.1f} ms,"
         f" p99 {result.p99:.1f} ms, {sample.cpu_ms_per_event:.3f} CPU-ms/event,"
-        f" load {sample.load:.1f}",
+        f" idle peer {peer_cpu:.2f} CPU-s, load {sample.load:.1f}",
         flush=True,
     )
 
@@ -273,8 +273,8 @@ def run_ingest(bench: Bench, kind: str, db: Database) -> tuple[Target, Target, A
             _wrk_events(bench, target.url, runs_file, 0, "w", 2)
         for rnd in range(bench.args.rounds):
             for phase in ("single", "batch"):
-                for target in (ceiling, ours):
-                    measure(bench, target, phase, rnd)
+                measure(bench, ceiling, ours, phase, rnd)
+                measure(bench, ours, ceiling, phase, rnd)
         print(f"  designrun-{kind}: verifying acked events through the API", flush=True)
         assert ours.user is not None
         verify_runs = [
@@ -663,7 +663,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(bench.workdir, ignore_errors=True)
     print(
         f"\ndesignrun ingestion and reads vs the storage ceiling "
-        f"({args.workers} sync workers each, {os.cpu_count()} cores, "
+        f"({args.workers} {args.worker_class or 'gunicorn.conf.py'} workers each"
+        f"{f' x {args.threads} threads' if args.threads else ''}, ceiling {args.ceiling_mode},"
+        f" {os.cpu_count()} cores, "
         f"{args.duration:.0f} s per run, {time.monotonic() - started:.0f} s in all, "
         f"CPU {bench.busy_before:.0%} busy before start)\n"
     )

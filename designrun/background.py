@@ -47,9 +47,9 @@ def _daytona_watchdog(app: Flask) -> int:
 
 
 def _daytona_orphans(app: Flask) -> int:
-    from designrun.triggers import sandboxes
+    from designrun.triggers import sandbox_orphans
 
-    return sandboxes.clean_orphans_once(app)
+    return sandbox_orphans.clean_orphans_once(app)
 
 
 def _orphans(app: Flask) -> int:
@@ -116,6 +116,9 @@ def start(app: Flask, bind_origin: str | None = None) -> None:
     app.extensions[_EXTENSION] = state
     if bind_origin:
         app.config["LOCAL_RUNNER_BIND_ORIGIN"] = bind_origin.rstrip("/")
+    from designrun import startup
+
+    startup.log_once(app)  # under gunicorn the master has logged it already
 
     from designrun.triggers import dispatcher, selected_backend
 

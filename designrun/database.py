@@ -82,7 +82,7 @@ def _on_begin(conn: Connection) -> None:
 class SqliteWriter:
     """This process's writer side of one SQLite file: the in-process lock and the queue file.
 
-    Threads of a process take ``lock`` (a plain mutex), then the process takes ``flock()`` on
+    Threads of a process take ``lock`` (a mutex), then the process takes ``flock()`` on
     its one descriptor of ``<db>.writelock``: one open file description per process and
     database, whatever the number of threads (a descriptor per thread leaked one per thread
     that ever wrote). ``conn`` is the event fast path's own connection
@@ -94,7 +94,8 @@ class SqliteWriter:
 
     def __init__(self, database: str) -> None:
         self.database = database
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.depth = 0  # nesting of ``locked`` by the thread that holds ``lock``
         self.fd = os.open(database + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
         self.conn: sqlite3.Connection | None = None
         self.extras: dict[str, Any] = {}  # the event store's group-commit state
@@ -143,13 +144,24 @@ class SqliteWriter:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold this database's write lock: the thread's, then the process's turn."""
+        """Hold this database's write lock: the thread's, then the process's turn.
+
+        Re-entrant, so that a write nested in another one on the same thread fails in SQLite
+        (as it always did) instead of hanging on its own mutex; only the outermost holder
+        takes and releases the file lock.
+        """
         with self.lock:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.depth += 1
             try:
-                yield
+                if self.depth == 1:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    if self.depth == 1:
+                        fcntl.flock(self.fd, fcntl.LOCK_UN)
             finally:
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
+                self.depth -= 1
 
     def discard(self) -> None:
         """Close what this object holds (an inherited copy after fork, or a test's cleanup)."""

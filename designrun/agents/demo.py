@@ -174,7 +174,8 @@ def run(
 
 def _steps(agent: Agent) -> int:
     settings = agent.settings
-    agent.say(f"{NAME}: run {settings.run_id or '(no run id)'}, output in {settings.output_dir}")
+    # Not the folder's path: on a runner host it is a private temp path (users see this line).
+    agent.say(f"{NAME}: run {settings.run_id or '(no run id)'}, writing to its output folder")
     agent.progress(0.0)
     agent.say(f"Reading the prompt: “{one_line(settings.prompt, 100)}”")
     ds = build_design_system(settings.prompt, settings.config)
@@ -232,7 +233,7 @@ def _steps(agent: Agent) -> int:
     agent.write_file("report.md", render_report(ds, files).encode("utf-8"))
     agent.progress(0.9)
 
-    agent.say(f"Done: {len(FILES)} files for “{one_line(ds.title)}” in {settings.output_dir}")
+    agent.say(f"Done: {len(FILES)} files for “{one_line(ds.title)}” in the output folder")
     agent.progress(1.0)
     return EXIT_OK
 

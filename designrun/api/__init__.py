@@ -8,9 +8,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from designrun.api.auth import auth_api
 from designrun.api.design import design_api
 from designrun.api.errors import register_error_handlers
-from designrun.api.limits import check_declared_length
 from designrun.api.openapi import openapi_api
-from designrun.api.parsing import is_json_request
 from designrun.api.runner import runner_api
 from designrun.api.uploads import uploads_api
 from designrun.auth.guards import renew_session_cookie
@@ -20,17 +18,15 @@ BLUEPRINTS = (runner_api, design_api, auth_api, openapi_api, uploads_api)
 
 
 def _check_body_size() -> None:
-    """413 on every endpoint for a declared body over MAX_UPLOAD_BYTES, read or not, and for a
-    declared JSON body over its endpoint's bound (api/limits.py).
+    """413 on every endpoint for a declared body over MAX_UPLOAD_BYTES, read or not.
 
-    (Werkzeug also enforces MAX_UPLOAD_BYTES while a body without Content-Length is being read;
-    parsing.py bounds a JSON body without one while reading it.)
+    (Werkzeug also enforces the limit while a body without Content-Length is being read.) The
+    tighter JSON bounds (api/limits.py) are checked where a JSON body is parsed, before it is
+    read: an endpoint that streams a body (a direct upload of a ``.json`` file) is not bound.
     """
     length = request.content_length
     if length is not None and length > current_app.config["MAX_UPLOAD_BYTES"]:
         raise RequestEntityTooLarge()
-    if is_json_request():
-        check_declared_length()
 
 
 def register_api(app: Flask) -> None:

@@ -6,15 +6,18 @@ Registered on the app, not on blueprints: a blueprint never sees its own routing
 from __future__ import annotations
 
 import logging
+import uuid
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.routing import Map, Rule
 
 from designrun.errors import (
     ApiError,
     DatabaseUnavailableError,
+    NotFoundError,
     PayloadTooLargeError,
     StorageUnavailableError,
 )
@@ -54,6 +57,47 @@ def render(error: ApiError) -> Response:
     return response
 
 
+_SHADOW = "designrun.shadow_url_map"
+_ID_SHOWN = 64  # characters of a malformed id echoed back
+
+
+def _shadow_map(app: Flask) -> Map:
+    """The app's routes with every ``uuid`` converter loosened to any path segment."""
+    shadow: Map | None = app.extensions.get(_SHADOW)
+    if shadow is None:
+        shadow = Map(
+            [
+                Rule(rule.rule.replace("<uuid:", "<"), endpoint=rule.endpoint)
+                for rule in app.url_map.iter_rules()
+                if "<uuid:" in rule.rule
+            ]
+        )
+        app.extensions[_SHADOW] = shadow
+    return shadow
+
+
+def malformed_id(app: Flask) -> NotFoundError | None:
+    """For a routing 404 whose path fits a known route but for an id that is not a UUID: a
+    404 naming that id (``runId: 'nope' is not a valid id``), else None.
+
+    API.md: a malformed id is a 404, never a 500; saying which one spares the caller a guess.
+    """
+    try:
+        _, values = _shadow_map(app).bind("").match(request.path)
+    except HTTPException:  # NotFound, and the shadow map's own redirects
+        return None
+    for name, value in values.items():
+        try:
+            uuid.UUID(str(value))
+        except ValueError:
+            head, *rest = name.split("_")
+            wire = head + "".join(part.title() for part in rest)  # run_id -> runId
+            shown = str(value)[:_ID_SHOWN] + ("…" if len(str(value)) > _ID_SHOWN else "")
+            code = f"{name.removesuffix('_id')}_not_found" if name.endswith("_id") else None
+            return NotFoundError(f"{wire}: '{shown}' is not a valid id (a UUID)", code=code)
+    return None
+
+
 def _rollback() -> None:
     try:
         db.session.rollback()
@@ -72,6 +116,9 @@ def register_error_handlers(app: Flask) -> None:
         if not request.path.startswith("/api") and error.code != 413:
             return error
         status = error.code or 500
+        malformed = malformed_id(app) if status == 404 and request.url_rule is None else None
+        if malformed is not None:
+            return render(malformed)
         message = _MESSAGES.get(status) or (error.description or error.name)
         api_error = ApiError(message, status=status, code=_CODES.get(status, "http_error"))
         response = render(api_error)

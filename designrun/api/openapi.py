@@ -176,10 +176,6 @@ _TEXT: dict[str, tuple[str, str]] = {
         "server process holds STREAM_MAX_PER_PROCESS streams (clients fall back to polling).",
     ),
     "listArtifacts": ("List a run's artifacts", "Oldest first."),
-    "downloadArtifact": (
-        "Download an artifact's content",
-        "The stored object, always as an attachment (not in the original contract: an addition).",
-    ),
 }
 _RUNNER: list[dict[str, list[str]]] = [{"runnerBearer": []}]
 _USER: list[dict[str, list[str]]] = [{"sessionBearer": []}, {"sessionCookie": []}]

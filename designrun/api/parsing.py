@@ -66,7 +66,7 @@ def decode_json(raw: bytes | str, where: str = "") -> Any:
         # Rare: parse again, leniently, only to name the field.
         try:
             path = _non_finite_path(json.loads(raw), where)
-        except RecursionError:
+        except (ValueError, RecursionError):  # malformed further on, or too deep to walk
             path = None
         raise InvalidRequestError(
             f"{path or where or 'body'}: must be a finite number (got {exc})"

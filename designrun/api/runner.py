@@ -6,10 +6,12 @@ a run-scoped token for the run in its path, or the legacy shared secret.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from designrun.api import serializers
 from designrun.api.multipart import FilePart, stream_form
@@ -34,6 +36,8 @@ from designrun.auth.sessions import bearer_token
 from designrun.errors import UnauthorizedError, UnsupportedMediaTypeError
 from designrun.services import artifacts, lifecycle, runs
 
+log = logging.getLogger(__name__)
+
 runner_api = Blueprint("runner_api", __name__, url_prefix="/api/runner")
 
 
@@ -47,8 +51,28 @@ def require_runner_token() -> None:
     if not runner_tokens.verify(current_app.config["RUNNER_AUTH_SECRET"], token, run_id):
         raise UnauthorizedError()
     g.runner_run_id = run_id
-    if request.endpoint != "runner_api.post_status":  # the status update records its own
+    # The status update records its own heartbeat, and stored events theirs, in their own
+    # transaction (services/event_store.py): the ingestion path pays no extra read or write.
+    if request.endpoint not in _OWN_HEARTBEAT:
         lifecycle.touch_heartbeat(run_id)
+
+
+_OWN_HEARTBEAT = frozenset({"runner_api.post_status", "runner_api.post_events"})
+_DONE = frozenset({200, 503})  # stored with its heartbeat, or the database is down
+
+
+@runner_api.after_request
+def heartbeat_of_unstored_events(response: Response) -> Response:
+    """An event post answered without storing (bad body, unknown run) is a callback too."""
+    if response.status_code in _DONE or request.endpoint != "runner_api.post_events":
+        return response
+    run_id = g.get("runner_run_id")
+    if run_id is not None:
+        try:
+            lifecycle.touch_heartbeat(run_id)
+        except SQLAlchemyError:  # the database is what failed: the answer says so already
+            log.warning("heartbeat of run %s not recorded", run_id)
+    return response
 
 
 def ok(**fields: Any) -> dict[str, Any]:

@@ -43,6 +43,13 @@ def default_command() -> list[str]:
     return [sys.executable, "-m", "designrun.runner.cli", "--job", JOB_PLACEHOLDER]
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="designrun-runner-check",
@@ -52,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
         + ". Without a command: designrun-runner with the demo agent.",
     )
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="standard")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="standard",
+        help="how hostile the network is (default standard; see below)",
+    )
     parser.add_argument(
         "--seed", type=int, default=None, help="fault seed (default: random, printed)"
     )
@@ -84,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--token-ttl",
-        type=int,
+        type=_positive_int,
         default=None,
         help="runner token lifetime, seconds (default: the profile's)",
     )

@@ -76,10 +76,10 @@ PROFILES: dict[str, Profile] = {
         burst=(2, 3),
         slow=(0.2, 0.8),
         max_consecutive={"*": 3, "token": 1},
-        token_ttl=4,
+        token_ttl=8,
         refuse_one=True,
         description="every fault kind early, then a fault on about one request in seven; "
-        "a 4 s token",
+        "an 8 s token",
     ),
     "hostile": Profile(
         name="hostile",
@@ -89,9 +89,9 @@ PROFILES: dict[str, Profile] = {
         burst=(2, 3),
         slow=(0.1, 0.5),
         max_consecutive={"*": 3, "token": 1},
-        token_ttl=5,
+        token_ttl=8,
         refuse_one=True,
-        description="a fault on most requests (at most 3 in a row per endpoint); a 5 s token",
+        description="a fault on most requests (at most 3 in a row per endpoint); an 8 s token",
     ),
 }
 

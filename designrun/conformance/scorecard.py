@@ -76,13 +76,17 @@ def _shown(exchanges: list[Exchange]) -> list[str]:
     return lines
 
 
-def _final_status_body(exchanges: list[Exchange]) -> dict[str, Any] | None:
+def _final_status(exchanges: list[Exchange]) -> Exchange | None:
     """The last status request that carried a terminal status (what the runner declared)."""
     for exchange in reversed(exchanges):
-        body = exchange.body or {}
-        if exchange.endpoint == "status" and body.get("status") in TERMINAL:
-            return body
+        if exchange.endpoint == "status" and (exchange.body or {}).get("status") in TERMINAL:
+            return exchange
     return None
+
+
+def _declared(exchanges: list[Exchange], name: str) -> int | None:
+    final = _final_status(exchanges)
+    return _count((final.body or {}).get(name)) if final is not None else None
 
 
 def _count(value: Any) -> int | None:
@@ -158,8 +162,7 @@ class _Checker:
             identity = event.key or (("counter", counter) if counter else ("row", event.id))
             identities[identity].append(event.id)
         distinct = len(identities)
-        declared_body = _final_status_body(self.exchanges) or {}
-        declared = _count(declared_body.get("eventCount"))
+        declared = _declared(self.exchanges, "eventCount")
         self.stats["events"] = {
             "sentRequests": len(self.events_x),
             "declared": declared,
@@ -214,6 +217,7 @@ class _Checker:
             )
         elif short > 0:
             failed = [e for e in self.events_x if e.fault is not None and e.fault.kind != LOST]
+            failed += [e for e in [_final_status(self.exchanges)] if e is not None]
             self.add(
                 "events_lost",
                 f"the runner declared eventCount {declared} but only {distinct} distinct events "
@@ -481,7 +485,7 @@ class _Checker:
             if identity not in stored_keys
             and not any(n == identity or n.endswith("/" + identity) for n in stored_names)
         ]
-        declared = _count((_final_status_body(self.exchanges) or {}).get("artifactCount"))
+        declared = _declared(self.exchanges, "artifactCount")
         registered = len(self.state.artifacts)
         self.stats["artifacts"] = {
             "declared": declared,
@@ -498,6 +502,7 @@ class _Checker:
             self.add(
                 "artifacts",
                 f"the runner declared artifactCount {declared}, {registered} registered",
+                [e for e in [_final_status(self.exchanges)] if e is not None],
             )
 
 

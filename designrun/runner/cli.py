@@ -127,6 +127,10 @@ class Supervisor:
         self.job = job
         self.command = list(command)
         self.output_dir = output_dir
+        # Longest first, so that a resolved path is not half-replaced by a shorter spelling.
+        self._private_paths = sorted(
+            {str(output_dir), str(output_dir.resolve())}, key=len, reverse=True
+        )
         self.heartbeat = heartbeat
         self.kill_grace = kill_grace
         self.uploaded: set[Path] = set()
@@ -194,8 +198,19 @@ class Supervisor:
             return
         self._handle_protocol(payload)
 
+    def _redact(self, text: str) -> str:
+        """``text`` without this host's output folder path (users see events and errors, and the
+        runner host's temp path is none of their business): ``$DESIGNRUN_OUTPUT_DIR`` instead."""
+        for path in self._private_paths:
+            text = text.replace(path, "$DESIGNRUN_OUTPUT_DIR")
+        return text
+
     def _event(self, event_type: str, message: str | None, metadata: Any = None) -> None:
         """Queue an event; one the server would refuse becomes a warning, never a crash."""
+        if message is not None:
+            message = self._redact(message)
+        if metadata is not None and any(p in json.dumps(metadata) for p in self._private_paths):
+            metadata = json.loads(self._redact(json.dumps(metadata)))
         try:
             self.client.event(event_type, message, metadata)
         except (ValueError, TypeError) as exc:
@@ -336,7 +351,7 @@ class Supervisor:
         if code == 0:
             self._finish("completed", None)
         else:
-            tail = "\n".join(self.stderr_tail)[-MAX_ERROR_CHARS:]
+            tail = self._redact("\n".join(self.stderr_tail))[-MAX_ERROR_CHARS:]
             self._finish(
                 "failed", f"command exited with code {code}" + (f":\n{tail}" if tail else "")
             )

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from designrun.runner.wire import _RETRYABLE_EXCEPTIONS, RunnerError, _response_json
+from designrun.runner.wire import (
+    _RETRYABLE_EXCEPTIONS,
+    RunnerError,
+    _MultipartBody,
+    _response_json,
+)
 
 if TYPE_CHECKING:
     from designrun.runner.client import RunnerClient
@@ -78,7 +83,9 @@ def _put(client: RunnerClient, path: str, ticket: dict[str, Any]) -> None:
         attempt += 1
         status: int | None = None
         try:
-            with open(path, "rb") as body:
+            with open(path, "rb") as file:
+                # Sent in 256 KiB chunks with a Content-Length (a bare file goes in 16 KiB ones).
+                body = _MultipartBody(b"", file, os.fstat(file.fileno()).st_size, b"")
                 response = requests.put(
                     url, data=body, headers=headers, timeout=client._timeout, allow_redirects=False
                 )

@@ -34,6 +34,7 @@ MAX_MESSAGE = 65_536
 MAX_JSON_OBJECT_BYTES = 64 * 1024
 _CALLBACK_PATH = re.compile(r"/api/runner/runs/([^/]+)/?$")
 _CHUNK = 64 * 1024
+_FILE_CHUNK = 256 * 1024  # bytes per send of an uploaded file
 _RETRYABLE_EXCEPTIONS = (
     requests.ConnectionError,
     requests.Timeout,
@@ -162,8 +163,10 @@ def _response_json(response: requests.Response) -> dict[str, Any] | None:
 class _MultipartBody:
     """A multipart/form-data body read from an open file in chunks, with a known length.
 
-    ``requests`` sends an object with ``read``/``__iter__``/``__len__`` as a stream with a
-    ``Content-Length`` header, so the file is never held whole in memory.
+    ``requests`` sends an object with ``__iter__``/``__len__`` as a stream with a
+    ``Content-Length`` header, so the file is never held whole in memory. It has no ``read``
+    on purpose: urllib3 would then send it in 16 KiB blocks (one system call each); iterated,
+    it goes in chunks of _FILE_CHUNK.
     """
 
     def __init__(self, head: bytes, file: IO[bytes], file_size: int, tail: bytes) -> None:
@@ -176,8 +179,7 @@ class _MultipartBody:
     def __len__(self) -> int:
         return self._length
 
-    def read(self, size: int = _CHUNK) -> bytes:
-        size = size if size and size > 0 else _CHUNK
+    def _read(self, size: int) -> bytes:
         if self._head:
             chunk, self._head = self._head[:size], self._head[size:]
             return chunk
@@ -191,7 +193,7 @@ class _MultipartBody:
         return chunk
 
     def __iter__(self) -> Iterator[bytes]:
-        while chunk := self.read(_CHUNK):
+        while chunk := self._read(_FILE_CHUNK):
             yield chunk
 
 

@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Table, bindparam, func, insert, select
@@ -34,10 +34,15 @@ from designrun.database import (
     write_transaction,
 )
 from designrun.errors import DatabaseUnavailableError, RunNotFoundError
+from designrun.extensions import db
 from designrun.models import Run, RunEvent
 from designrun.models.types import utcnow, uuid7, uuid7s
 
 log = logging.getLogger(__name__)
+
+# lastHeartbeatAt is written at most this often per run: every runner request is a heartbeat,
+# and an extra write per event batch would cost the ingestion path its speed.
+HEARTBEAT_RESOLUTION = timedelta(seconds=1)
 
 # Idempotency-key lookups go in chunks: SQLite allows a limited number of bound parameters.
 KEY_CHUNK = 500
@@ -222,8 +227,6 @@ def append(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[uuid.UUI
     leaves before its events are committed (to the configured ``synchronous`` level), and a
     request's events are stored all or none.
     """
-    from designrun.extensions import db
-
     engine = db.engine
     writer = sqlite_writer(engine)
     if writer is not None:
@@ -365,55 +368,71 @@ class _GroupCommit:
                 job.done = True
 
 
+# Status, last sequence, last heartbeat and (for a single keyed event) the key's stored id.
 _SQLITE_LOCK_KEY = (
-    "SELECT status, (SELECT MAX(sequence) FROM run_events WHERE run_id = ?1),"
+    "SELECT status, (SELECT MAX(sequence) FROM run_events WHERE run_id = ?1), last_heartbeat_at,"
     " (SELECT id FROM run_events WHERE run_id = ?1 AND idempotency_key = ?2)"
     " FROM runs WHERE id = ?1"
 )
+_SQLITE_HEARTBEAT = "UPDATE runs SET last_heartbeat_at = ? WHERE id = ?"
 
 
 def _store_sqlite(conn: sqlite3.Connection, job: _Job) -> tuple[list[uuid.UUID], str]:
-    """``store_events`` on prepared events, inside the group's transaction."""
+    """``store_events`` on prepared events, inside the group's transaction.
+
+    Also records the runner's heartbeat (lastHeartbeatAt) when it is older than the
+    resolution: an event post is a runner callback (api/runner.py's guard leaves it to us).
+    """
     run = job.run_id.hex
     prepared = job.prepared
+    single_key = prepared[0][4] if len(prepared) == 1 else None
+    # The common case, a single keyed event: everything in one statement.
+    row = conn.execute(_SQLITE_LOCK_KEY, (run, single_key)).fetchone()
+    if row is None:
+        raise RunNotFoundError()
     known: dict[str, uuid.UUID] = {}
-    if len(prepared) == 1 and prepared[0][4] is not None:
-        # The common case, a single keyed event: status, last sequence and key in one step.
-        key = prepared[0][4]
-        row = conn.execute(_SQLITE_LOCK_KEY, (run, key)).fetchone()
-        if row is None:
-            raise RunNotFoundError()
-        if row[2] is not None:
-            known[key] = uuid.UUID(row[2])
+    if single_key is not None:
+        if row[3] is not None:
+            known[single_key] = uuid.UUID(row[3])
     else:
-        row = conn.execute(_SQLITE_LOCK, (run, run)).fetchone()
-        if row is None:
-            raise RunNotFoundError()
         wanted = sorted({e[4] for e in prepared if e[4] is not None})
         reader = SqliteEvents(conn)
         for start in range(0, len(wanted), KEY_CHUNK):
             known.update(reader.known_keys(job.run_id, wanted[start : start + KEY_CHUNK]))
     ids, new = _assign(prepared, known, int(row[1] or 0))
+    now = utcnow()
     if new:
-        now = _sqlite_time(utcnow())
+        at = _sqlite_time(now)
         conn.executemany(
             _SQLITE_INSERT,
-            [(i.hex, run, seq, e[1], e[2], e[3], e[4], now) for i, seq, e in new],
+            [(i.hex, run, seq, e[1], e[2], e[3], e[4], at) for i, seq, e in new],
         )
+    # Same text format as the column's: the strings compare as the times do.
+    if row[2] is None or row[2] < _sqlite_time(now - HEARTBEAT_RESOLUTION):
+        conn.execute(_SQLITE_HEARTBEAT, (_sqlite_time(now), run))
     return ids, str(row[0])
 
 
-# --- PostgreSQL: plain psycopg, prepared statements, two round trips -----------------------------
+# --- PostgreSQL: plain psycopg, prepared statements, four round trips ----------------------------
 
-_PG_LOCK = "SELECT status FROM runs WHERE id = %s FOR UPDATE"
-_PG_LAST = "SELECT max(sequence) FROM run_events WHERE run_id = %s"
-_PG_KEYS = (
-    "SELECT idempotency_key, id FROM run_events WHERE run_id = %s AND idempotency_key = ANY(%s)"
+_PG_LOCK = "SELECT status, last_heartbeat_at FROM runs WHERE id = %s FOR UPDATE"
+# After the lock (a statement of its own: its snapshot is taken once the lock is granted).
+_PG_LAST_AND_KEYS = (
+    "SELECT NULL, NULL, max(sequence) FROM run_events WHERE run_id = %(run)s"
+    " UNION ALL SELECT idempotency_key, id, NULL FROM run_events"
+    " WHERE run_id = %(run)s AND idempotency_key = ANY(%(keys)s)"
 )
 _PG_INSERT = (
     "INSERT INTO run_events (id, run_id, sequence, event_type, message, metadata,"
     " idempotency_key, created_at) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
 )
+_PG_INSERT_MANY = (
+    "INSERT INTO run_events (id, run_id, sequence, event_type, message, metadata,"
+    " idempotency_key, created_at)"
+    " SELECT i, %s, s, t, m, d::jsonb, k, %s FROM unnest("
+    "%s::uuid[], %s::int8[], %s::text[], %s::text[], %s::text[], %s::text[]) AS e(i, s, t, m, d, k)"
+)
+_PG_HEARTBEAT = "UPDATE runs SET last_heartbeat_at = %s WHERE id = %s"
 
 
 def _pg_append(
@@ -426,14 +445,14 @@ def _pg_append(
             conn, pooled = pool.take()
         except psycopg.OperationalError as exc:
             raise _unavailable(exc) from exc
-        read: list[bool] = []  # set once the reads came back: from then on, writes were sent
+        locked: list[bool] = []  # set once the lock statement answered: writes may follow
         try:
-            ids, status = _pg_store(conn, run_id, prepared, read)
+            ids, status = _pg_store(conn, run_id, prepared, locked)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             conn.close()
             # A connection that died while idle in the pool (server restart) fails on its
             # first round trip, before anything was written: one more try on a new one is safe.
-            if attempt == 1 and pooled and not read:
+            if attempt == 1 and pooled and not locked:
                 continue
             raise _unavailable(exc) from exc
         except BaseException:
@@ -445,35 +464,42 @@ def _pg_append(
 
 
 def _pg_store(
-    conn: Any, run_id: uuid.UUID, prepared: list[_Prepared], read: list[bool]
+    conn: Any, run_id: uuid.UUID, prepared: list[_Prepared], locked: list[bool]
 ) -> tuple[list[uuid.UUID], str]:
-    """One transaction: lock the run row, read its last sequence and keys, insert, commit.
+    """One transaction: lock the run row; its last sequence and keys; insert; commit.
 
-    Pipelined: the three reads go in one round trip (the server runs them in order, so the
-    last sequence is read after the row lock is granted, in a fresh READ COMMITTED snapshot),
-    the inserts and the COMMIT in another.
+    Plain statements, prepared by the server on first use (PgConnections): the lock, one read
+    for the last sequence and the known keys, one INSERT (a batch as arrays), the COMMIT.
     """
     wanted = sorted({e[4] for e in prepared if e[4] is not None})
-    with conn.pipeline():
-        lock, last, keys = conn.cursor(), conn.cursor(), conn.cursor()
-        lock.execute(_PG_LOCK, (run_id,))
-        last.execute(_PG_LAST, (run_id,))
-        if wanted:
-            keys.execute(_PG_KEYS, (run_id, wanted))
-        row = lock.fetchone()
-        read.append(True)
+    with conn.cursor() as cur:
+        cur.execute(_PG_LOCK, (run_id,))
+        row = cur.fetchone()
+        locked.append(True)
         if row is None:
             conn.rollback()
             raise RunNotFoundError()
-        known: dict[str, uuid.UUID] = dict(keys.fetchall()) if wanted else {}
-        ids, new = _assign(prepared, known, int(last.fetchone()[0] or 0))
-        if new:
-            now = utcnow()
-            lock.executemany(
-                _PG_INSERT,
-                [(i, run_id, seq, e[1], e[2], e[3], e[4], now) for i, seq, e in new],
+        cur.execute(_PG_LAST_AND_KEYS, {"run": run_id, "keys": wanted})
+        known: dict[str, uuid.UUID] = {}
+        sequence = 0
+        for key, event_id, last in cur.fetchall():
+            if key is None:
+                sequence = last or 0
+            else:
+                known[key] = event_id
+        ids, new = _assign(prepared, known, int(sequence))
+        now = utcnow()
+        if len(new) == 1:
+            i, seq, e = new[0]
+            cur.execute(_PG_INSERT, (i, run_id, seq, e[1], e[2], e[3], e[4], now))
+        elif new:
+            columns = list(
+                zip(*((i, seq, e[1], e[2], e[3], e[4]) for i, seq, e in new), strict=True)
             )
-        conn.commit()
+            cur.execute(_PG_INSERT_MANY, (run_id, now, *map(list, columns)))
+        if row[1] is None or row[1] < now - HEARTBEAT_RESOLUTION:
+            cur.execute(_PG_HEARTBEAT, (now, run_id))
+    conn.commit()
     return ids, str(row[0])
 
 

@@ -120,6 +120,6 @@ def _forget_on_rollback(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
-def _reset_for_tests() -> dict[str, Any]:
-    """The registries (tests register and unregister their own hooks through these lists)."""
+def registered() -> dict[str, Any]:
+    """The registries themselves (tests remove the hooks they registered through these lists)."""
     return {"in_transaction": _in_transaction, "after_commit": _after_commit, "work": _work}

@@ -38,14 +38,11 @@ from designrun.models import (
 )
 from designrun.models.types import utcnow, uuid7
 from designrun.services import hooks
-from designrun.services.event_store import NewEvent, rows_for, store_events
+from designrun.services.event_store import HEARTBEAT_RESOLUTION, NewEvent, rows_for, store_events
 from designrun.services.run_states import Transition, allowed, reason_for
 
 log = logging.getLogger(__name__)
 
-# lastHeartbeatAt is written at most this often per run: every runner request is a heartbeat,
-# and an extra write per event batch would cost the ingestion path its speed.
-HEARTBEAT_RESOLUTION = timedelta(seconds=1)
 MAX_ERROR = 10_000
 
 

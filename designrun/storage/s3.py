@@ -28,10 +28,11 @@ from designrun.storage.base import (
 
 # upload_fileobj streams a non-seekable body in parts of this size. s3transfer keeps up to
 # max_in_memory_upload_chunks parts read ahead in memory (default 10, i.e. 80 MiB: a mid-sized
-# upload whole); capped at max_concurrency, one upload holds about (4 + 1) x 8 MiB at most.
+# upload whole); capped at max_concurrency, one upload holds about (2 + 1) x 8 MiB of parts
+# (bench/artifacts.py measured a worker's peak growing by 74 MiB with 4 and 4).
 # boto3's TransferConfig does not take that argument, but passes the attribute on.
-_TRANSFER = TransferConfig(multipart_chunksize=8 * CHUNK_SIZE, max_concurrency=4)
-_TRANSFER.max_in_memory_upload_chunks = 4
+_TRANSFER = TransferConfig(multipart_chunksize=8 * CHUNK_SIZE, max_concurrency=2)
+_TRANSFER.max_in_memory_upload_chunks = 2
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 

@@ -20,22 +20,19 @@ Watch and clean (``watch_once``, a sweep): each due row is leased like a trigger
   cancelled or deleted run), then the row is ``deleted`` (or removed, when its run is gone).
 Daytona errors never fail a run here: the row is retried with backoff.
 
-``clean_orphans_once`` (a sweep, run at start-up and every DAYTONA_CLEAN_INTERVAL) deletes
+triggers/sandbox_orphans.py (a sweep, run at start-up and every DAYTONA_CLEAN_INTERVAL) deletes
 sandboxes labelled by this installation for runs that are finished or unknown and that no row
 is looking after. Every Daytona call happens on a background thread, never a request's.
 """
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import json
 import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask
 from sqlalchemy import delete, or_, select, update
@@ -50,94 +47,27 @@ from designrun.models import (
     RunStatus,
     RunTransition,
     SandboxState,
-    SweepLease,
     Trigger,
 )
 from designrun.models.types import utcnow
 from designrun.services import hooks
-from designrun.triggers.daytona_sdk import DaytonaClient, SandboxError, SandboxSpec, client_for
+from designrun.triggers.daytona_sdk import DaytonaClient, SandboxError, client_for
 from designrun.triggers.jobs import TriggerError, job_body
+from designrun.triggers.sandbox_settings import (
+    BACKEND,
+    run_labels,
+    runner_argv,
+    sandbox_spec,
+    session_name,
+)
 
 log = logging.getLogger(__name__)
 
-BACKEND = "daytona"
-LABEL_RUN = "designrun.run_id"
-LABEL_INSTANCE = "designrun.instance"
 LEASE_SECONDS = 120.0  # a watchdog pass over one row: a few Daytona calls of at most 30 s each
 LOG_SETTLE_SECONDS = 2.0  # between seeing the exit code and reading the logs for the tail
 MAX_BACKOFF_SECONDS = 300.0
 TAIL_LINES = 40
 BATCH = 20
-ORPHANS_LEASE = "daytona-orphans"
-
-
-# --- settings ------------------------------------------------------------------------------------
-
-
-def instance_label(config: Mapping[str, Any]) -> str:
-    """This installation's label value: derived from RUNNER_AUTH_SECRET, the same on every host.
-
-    Two designrun installations sharing one Daytona organisation never clean up each other's
-    sandboxes. The value is a hash; nothing of the secret can be recovered from it.
-    """
-    secret = str(config["RUNNER_AUTH_SECRET"]).encode()
-    return hashlib.sha256(b"designrun-instance:" + secret).hexdigest()[:16]
-
-
-def run_labels(config: Mapping[str, Any], run_id: uuid.UUID) -> dict[str, str]:
-    """The labels a run's sandbox carries (and is found by)."""
-    return {LABEL_RUN: str(run_id), LABEL_INSTANCE: instance_label(config)}
-
-
-def allow_lists(config: Mapping[str, Any], callback_url: str) -> tuple[str | None, str | None]:
-    """(domain allow-list, CIDR allow-list) for a sandbox: the callback host plus the extras.
-
-    DAYTONA_NETWORK_ALLOW adds comma-separated domains or CIDRs; ``*`` sets no allow-list at
-    all (the organisation's default network policy applies).
-    """
-    extra = [item.strip() for item in (config.get("DAYTONA_NETWORK_ALLOW") or "").split(",")]
-    if "*" in extra:
-        return None, None
-    domains: list[str] = []
-    networks: list[str] = []
-    for item in [urlsplit(callback_url).hostname or "", *extra]:
-        if not item:
-            continue
-        try:
-            networks.append(str(ipaddress.ip_network(item, strict=False)))
-        except ValueError:
-            domains.append(item.lower())
-    return (",".join(dict.fromkeys(domains)) or None, ",".join(dict.fromkeys(networks)) or None)
-
-
-def sandbox_spec(config: Mapping[str, Any], run_id: uuid.UUID, callback_url: str) -> SandboxSpec:
-    """How the run's sandbox is created (docs/daytona.md § Settings)."""
-    domains, networks = allow_lists(config, callback_url)
-    return SandboxSpec(
-        labels=run_labels(config, run_id),
-        snapshot=config.get("DAYTONA_SNAPSHOT"),
-        image=None if config.get("DAYTONA_SNAPSHOT") else config.get("DAYTONA_IMAGE"),
-        cpu=config.get("DAYTONA_CPU"),
-        memory=config.get("DAYTONA_MEMORY"),
-        disk=config.get("DAYTONA_DISK"),
-        auto_stop_minutes=config.get("DAYTONA_AUTO_STOP_MINUTES"),
-        auto_delete_minutes=config.get("DAYTONA_AUTO_DELETE_MINUTES"),
-        domain_allow_list=domains,
-        network_allow_list=networks,
-    )
-
-
-def runner_argv(config: Mapping[str, Any], job_path: str) -> list[str]:
-    """``designrun-runner --job FILE [-- agent …]``: no secret on the command line."""
-    import shlex
-
-    argv = ["designrun-runner", "--job", job_path, "--heartbeat", "10"]
-    agent = config.get("DAYTONA_AGENT_COMMAND")
-    return [*argv, "--", *shlex.split(agent)] if agent else argv
-
-
-def session_name(run_id: uuid.UUID) -> str:
-    return f"designrun-{run_id}"
 
 
 # --- launch (the dispatcher's pool) --------------------------------------------------------------
@@ -508,89 +438,3 @@ def _delete_sandbox(app: Flask, row: DaytonaSandbox, held: datetime, run_gone: b
             )
         return
     _release(row.run_id, held, state=SandboxState.DELETED.value, attempts=0, last_error=None)
-
-
-# --- orphans (a sweep) ---------------------------------------------------------------------------
-
-
-def clean_orphans_once(app: Flask) -> int:
-    """Delete this installation's sandboxes whose run is finished or unknown; return count.
-
-    Runs at start-up and every DAYTONA_CLEAN_INTERVAL; at most one process at a time (a named
-    lease), and not again within a minute of the last pass of any process. Sandboxes that a
-    row still looks after (a finished run kept for DAYTONA_KEEP_SECONDS) are left to it.
-    """
-    from designrun.triggers import selected_backend
-
-    if selected_backend(app.config) != BACKEND or not app.config.get("DAYTONA_API_KEY"):
-        return 0
-    with app.app_context():
-        try:
-            held = _claim_named(ORPHANS_LEASE)
-            if held is None:
-                return 0
-            try:
-                return _clean_orphans(app)
-            finally:
-                _release_named(ORPHANS_LEASE, held)
-        finally:
-            db.session.remove()
-
-
-def _clean_orphans(app: Flask) -> int:
-    client = client_for(app.config)
-    deleted = 0
-    labels = {LABEL_INSTANCE: instance_label(app.config)}
-    for sandbox in client.iter_labelled(labels):
-        if sandbox.gone:
-            continue
-        try:
-            run_id = uuid.UUID(sandbox.labels.get(LABEL_RUN, ""))
-        except ValueError:
-            run_id = None
-        if run_id is not None:
-            status = db.session.scalar(select(Run.status).where(Run.id == run_id))
-            row = db.session.get(DaytonaSandbox, run_id)
-            db.session.rollback()
-            if status is not None and not RunStatus(status).terminal:
-                continue  # an active run: its own sandbox, or one a launch is about to record
-            if row is not None and row.state != SandboxState.DELETED.value:
-                continue  # the watchdog deletes it (after DAYTONA_KEEP_SECONDS)
-        try:
-            if client.delete(sandbox.id):
-                deleted += 1
-                log.info("run_id=%s: orphaned Daytona sandbox %s deleted", run_id, sandbox.id)
-        except SandboxError as exc:
-            log.warning("orphaned Daytona sandbox %s not deleted yet: %s", sandbox.id, exc)
-    return deleted
-
-
-def _claim_named(name: str) -> datetime | None:
-    now = utcnow()
-    lease = now + timedelta(seconds=LEASE_SECONDS * 5)
-    with write_transaction() as session:
-        if session.get(SweepLease, name) is None:
-            session.add(SweepLease(name=name))
-            session.flush()
-        result: Any = session.execute(
-            update(SweepLease)
-            .where(
-                SweepLease.name == name,
-                or_(SweepLease.claimed_until.is_(None), SweepLease.claimed_until < now),
-                or_(
-                    SweepLease.last_run_at.is_(None),
-                    SweepLease.last_run_at < now - timedelta(seconds=60),
-                ),
-            )
-            .values(claimed_until=lease)
-        )
-    return lease if result.rowcount == 1 else None
-
-
-def _release_named(name: str, held: datetime) -> None:
-    with write_transaction() as session:
-        session.execute(
-            update(SweepLease)
-            .where(SweepLease.name == name, SweepLease.claimed_until == held)
-            .values(claimed_until=None, last_run_at=utcnow())
-        )

@@ -185,3 +185,20 @@ def test_max_json_bytes_must_be_a_positive_whole_number(app_factory, monkeypatch
 
 def test_default_max_json_bytes_is_32_mib(app):
     assert app.config["MAX_JSON_BYTES"] == 32 * 1024 * 1024
+
+
+def test_a_large_json_file_through_a_direct_upload_url_is_not_bound_as_a_json_body(app, client):
+    """``PUT /api/uploads/<token>`` streams any file to storage, application/json included."""
+    run = make_run(app, make_user(app), status="running")
+    body = json.dumps({"tokens": ["x" * 100] * 30_000}).encode()  # ~3 MiB of JSON
+    assert len(body) > limits.SMALL_BODY_BYTES
+    r = client.post(
+        f"/api/runner/runs/{run.id}/artifacts/uploads",
+        json={"fileName": "tokens.json", "contentType": "application/json"},
+        headers=runner_headers(app, run),
+    )
+    assert r.status_code == 200, r.get_json()
+    answer = r.get_json()
+    path = answer["uploadUrl"].split("localhost", 1)[1]
+    put = client.put(path, data=body, headers=answer["headers"])
+    assert put.status_code == 200, put.get_json()

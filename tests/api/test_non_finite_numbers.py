@@ -98,3 +98,22 @@ def test_large_but_finite_numbers_are_kept(app, client):
     text = '{"eventType": "log", "metadata": {"big": 1e300, "int": N}}'.replace("N", "9" * 30)
     r = raw_post(client, url, text, runner_headers(app, run))
     assert r.status_code == 200, r.get_json()
+
+
+def test_an_overflowing_number_before_deep_nesting_is_400_not_500(app, client):
+    run = make_run(app, make_user(app), status="running")
+    url = f"/api/runner/runs/{run.id}/events"
+    text = '{"eventType": "log", "metadata": {"x": [1e400, ' + "[" * 100_000 + "]" * 100_000 + "]}}"
+    r = raw_post(client, url, text, runner_headers(app, run))
+    assert_error_envelope(r, 400)
+
+
+def test_an_overflowing_number_before_malformed_json_is_400_not_500(app, client):
+    run = make_run(app, make_user(app), status="running")
+    url = f"/api/runner/runs/{run.id}/events"
+    r = raw_post(client, url, '{"eventType": "log", "metadata": {"x": [1e400, oops', {})
+    assert r.status_code in (400, 401)
+    r = raw_post(
+        client, url, '{"eventType": "log", "metadata": {"x": [1e400, oops', runner_headers(app, run)
+    )
+    assert_error_envelope(r, 400)

@@ -287,3 +287,55 @@ def test_overflowing_numbers_are_refused_by_every_json_operation(app, label):
             assert "finite" in response.get_json()["error"], response.get_json()
 
     attack()
+
+
+def _header_bound_operations() -> list[str]:
+    """JSON operations with a field that later becomes an HTTP header (``contentType``)."""
+    document = openapi.document()
+    schemas = document["components"]["schemas"]
+    labels = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            content = (operation.get("requestBody") or {}).get("content", {})
+            schema = content.get("application/json", {}).get("schema")
+            if schema is None:
+                continue
+            schema = schemas[schema["$ref"].rsplit("/", 1)[-1]] if "$ref" in schema else schema
+            if "contentType" in schema.get("properties", {}):
+                labels.append(f"{method.upper()} {path}")
+    return sorted(labels)
+
+
+@pytest.mark.parametrize("label", _header_bound_operations())
+@pytest.mark.parametrize("bad", ["text/html\r\nX-Injected: 1", "text/plain\n", "image/png\x7f"])
+def test_control_characters_in_header_bound_fields_are_400(app, label, bad):
+    """A ``contentType`` is sent back as a ``Content-Type`` header: CR/LF or other control
+    characters in it are refused when it enters (never a 500 when it is served)."""
+    operation = OPERATIONS[label]
+    user = make_user(app)
+    client = app.test_client()
+
+    @settings(
+        max_examples=5,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    def attack(case: Any) -> None:
+        if case.media_type != "application/json" or not isinstance(case.body, dict):
+            return
+        run = make_run(app, user, status="running")
+        case.path_parameters["runId"] = str(run.id)
+        body = {**case.body, "contentType": bad}
+        response = client.open(
+            case.formatted_path,
+            method=case.method,
+            json=body,
+            headers=runner_headers(app, run),
+        )
+        assert response.status_code == 400, (body, response.get_data(as_text=True))
+        assert "contentType" in response.get_json()["error"], response.get_json()
+
+    attack()

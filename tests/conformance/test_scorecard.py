@@ -122,3 +122,25 @@ def test_retry_after_is_measured_on_the_same_endpoint_only() -> None:
         '#4 POST status {"progress":0.2}',
         '#5 POST status {"progress":0.2}',
     ]
+
+
+def test_events_stored_out_of_the_runners_order_are_found_by_their_counter() -> None:
+    record = Record()
+    first = {"eventType": "log", "message": "one", "metadata": {"seq": 1}}
+    second = {"eventType": "log", "message": "two", "metadata": {"seq": 2}}
+    record.post("events", {"events": [second]}, 0.1)  # e.g. two senders racing
+    record.post("events", {"events": [first]}, 0.2)
+    (finding,) = record.score().findings
+    assert finding.check == "order"
+    assert "event 1 was stored after event 2" in finding.message
+    assert len(finding.requests) == 2
+
+
+def test_fewer_events_than_the_declared_count_are_lost_events() -> None:
+    record = Record()
+    record.post("events", {"events": [line("a"), line("b")]}, 0.1)
+    record.post("status", {"status": "completed", "eventCount": 3}, 0.2)
+    (finding,) = record.score().findings
+    assert finding.check == "events_lost"
+    assert "declared eventCount 3 but only 2 distinct events" in finding.message
+    assert finding.requests == ['#2 POST status {"status":"completed"} at 0.20s: HTTP 200']

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from designrun.extensions import db
 from designrun.models import DaytonaSandbox
-from designrun.triggers import dispatcher, sandboxes
+from designrun.triggers import dispatcher, sandbox_settings, sandboxes
 from tests.triggers.support import (
+    closed_port,
     create_run,
     get_events,
     get_run,
@@ -47,7 +48,7 @@ def test_run_completes_in_its_own_labelled_sandbox_then_the_sandbox_is_deleted(s
     [sandbox] = fake.live()
     assert sandbox.labels == {
         "designrun.run_id": run["id"],
-        "designrun.instance": sandboxes.instance_label(app.config),
+        "designrun.instance": sandbox_settings.instance_label(app.config),
         "code-toolbox-language": "python",
     }
     body = fake.created[0]
@@ -110,6 +111,25 @@ def test_daytona_down_during_create_is_retried_then_the_run_fails_dispatch(sandb
     assert row is not None and row.state == "finished"  # abandoned: swept at once
     sandboxes.watch_once(app)
     assert sandbox_row(app, run["id"]).state == "deleted"
+
+
+def test_daytona_unreachable_or_refusing_the_key_fails_the_run_saying_why(sandbox_app, fake):
+    refused = sandbox_app(TRIGGER_MAX_ATTEMPTS=2, DAYTONA_API_KEY="dtn_wrong_key_000000")
+    unreachable = sandbox_app(
+        TRIGGER_MAX_ATTEMPTS=2, DAYTONA_API_URL=f"http://127.0.0.1:{closed_port()}/api"
+    )
+    for app, why in ((refused, "Unauthorized"), (unreachable, "Daytona: ")):
+        client, token = user_session(app)
+        run = create_run(client, token)
+
+        dispatcher.run_once(app)
+
+        stored = get_run(client, token, run["id"])
+        assert stored["status"] == "failed", stored
+        assert stored["failureReason"] == "dispatch_failed"
+        assert why in stored["error"], stored["error"]
+        assert "dtn_" not in stored["error"]  # no key in what users see
+    assert fake.live() == []
 
 
 def test_daytona_errors_are_retried_and_the_run_then_starts(sandbox_app, fake):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from designrun.config import ConfigError, load_config
-from designrun.triggers import sandboxes
+from designrun.triggers import sandbox_settings
 
 
 def test_sandbox_backend_needs_an_api_key_and_a_snapshot(monkeypatch, tmp_path):
@@ -37,15 +37,15 @@ def test_sandbox_backend_needs_an_api_key_and_a_snapshot(monkeypatch, tmp_path):
 def test_allow_list_lets_the_sandbox_reach_the_callback_origin(extra, expected):
     config = {"DAYTONA_NETWORK_ALLOW": extra}
     callback = "https://Designrun.example.org/api/runner/runs/x"
-    assert sandboxes.allow_lists(config, callback) == expected
+    assert sandbox_settings.allow_lists(config, callback) == expected
 
 
 def test_an_ip_callback_origin_becomes_a_cidr():
-    assert sandboxes.allow_lists({}, "http://203.0.113.7:8000/x") == (None, "203.0.113.7/32")
+    assert sandbox_settings.allow_lists({}, "http://203.0.113.7:8000/x") == (None, "203.0.113.7/32")
 
 
 def test_runner_command_line_carries_the_job_file_not_the_job():
-    argv = sandboxes.runner_argv({"DAYTONA_AGENT_COMMAND": "my-agent --fast"}, "/w/job.json")
+    argv = sandbox_settings.runner_argv({"DAYTONA_AGENT_COMMAND": "my-agent --fast"}, "/w/job.json")
     assert argv == [
         "designrun-runner",
         "--job",
@@ -56,10 +56,10 @@ def test_runner_command_line_carries_the_job_file_not_the_job():
         "my-agent",
         "--fast",
     ]
-    assert sandboxes.runner_argv({}, "/w/job.json")[-1] == "10"  # the runner's default agent
+    assert sandbox_settings.runner_argv({}, "/w/job.json")[-1] == "10"  # the runner's default agent
 
 
 def test_installations_get_different_labels():
-    one = sandboxes.instance_label({"RUNNER_AUTH_SECRET": "a" * 40})
-    two = sandboxes.instance_label({"RUNNER_AUTH_SECRET": "b" * 40})
+    one = sandbox_settings.instance_label({"RUNNER_AUTH_SECRET": "a" * 40})
+    two = sandbox_settings.instance_label({"RUNNER_AUTH_SECRET": "b" * 40})
     assert one != two and len(one) == 16 and "a" * 8 not in one

@@ -5,9 +5,14 @@ and finished runs have their sandbox deleted; orphans are deleted at start-up.""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from designrun import background
-from designrun.triggers import dispatcher, sandboxes
+from designrun.extensions import db
+from designrun.models import DaytonaSandbox
+from designrun.models.types import utcnow
+from designrun.services import runs
+from designrun.triggers import dispatcher, sandbox_orphans, sandbox_settings, sandboxes
 from tests.daytona.test_sandbox_runs import finished, sandbox_row
 from tests.factories import bearer, make_run, make_user
 from tests.triggers.support import (
@@ -179,7 +184,7 @@ def test_finished_run_keeps_its_sandbox_for_keep_seconds(sandbox_app, fake):
 def test_orphaned_sandboxes_are_deleted_at_start_up(sandbox_app, fake):
     app = sandbox_app()
     user = make_user(app)
-    mine = sandboxes.instance_label(app.config)
+    mine = sandbox_settings.instance_label(app.config)
     active = make_run(app, user, status="running")
     done = make_run(app, user, status="completed")
     keep_active = fake.add_sandbox({"designrun.instance": mine, "designrun.run_id": str(active.id)})
@@ -199,4 +204,24 @@ def test_orphaned_sandboxes_are_deleted_at_start_up(sandbox_app, fake):
     assert sorted(fake.deleted) == sorted([orphan_done, orphan_unknown, orphan_gone])
     assert {s.id for s in fake.live()} == {keep_active, other_install}
     # A second pass right after (another worker starting) does nothing.
-    assert sandboxes.clean_orphans_once(app) == 0
+    assert sandbox_orphans.clean_orphans_once(app) == 0
+
+
+def test_a_row_leased_by_another_process_is_left_alone(sandbox_app, fake):
+    app = sandbox_app(DAYTONA_AGENT_COMMAND="sleep 30")
+    client, token = user_session(app)
+    run = create_run(client, token)
+    dispatcher.run_once(app)
+    with app.app_context():
+        row = db.session.get(DaytonaSandbox, uuid.UUID(run["id"]))
+        row.claimed_until = utcnow() + timedelta(minutes=2)  # another worker's pass
+        db.session.commit()
+        db.session.remove()
+    with app.app_context():
+        runs.cancel_run(uuid.UUID(get_run(client, token, run["id"])["accountId"]), row.run_id)
+    seen = len(fake.requests)
+
+    assert sandboxes.watch_once(app) == 0
+
+    assert len(fake.requests) == seen  # not a single Daytona call
+    assert len(fake.live()) == 1

@@ -88,27 +88,30 @@ def test_a_run_created_under_flask_run_completes(server_env):
     try:
         session = requests.Session()
         deadline = time.monotonic() + 60
-        while True:
+        while True:  # the dev server answers once its reloader's child serves
             assert process.poll() is None, (logs / "flask.err").read_text()
             try:
-                r = session.post(
-                    f"{url}/api/auth/sign-up/email",
-                    json={"email": "dev@example.com", "password": PASSWORD, "name": "Dev"},
-                    timeout=10,
-                )
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, (logs / "flask.err").read_text()
-                time.sleep(0.2)
+                if session.get(f"{url}/api/openapi.json", timeout=10).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, (logs / "flask.err").read_text()
+            time.sleep(0.2)
+        # generous: password hashing is slow on purpose, and the machine may be busy
+        r = session.post(
+            f"{url}/api/auth/sign-up/email",
+            json={"email": "dev@example.com", "password": PASSWORD, "name": "Dev"},
+            timeout=60,
+        )
         assert r.status_code == 200, r.text
         session.headers["Authorization"] = f"Bearer {r.json()['token']}"
-        r = session.post(f"{url}/api/design/runs", json={"prompt": "a dev server run"}, timeout=10)
+        r = session.post(f"{url}/api/design/runs", json={"prompt": "a dev server run"}, timeout=60)
         run_id = r.json()["run"]["id"]
         deadline = time.monotonic() + 60
         status = "queued"
         while status not in {"completed", "failed"} and time.monotonic() < deadline:
             time.sleep(0.2)
-            status = session.get(f"{url}/api/design/runs/{run_id}", timeout=10).json()["run"][
+            status = session.get(f"{url}/api/design/runs/{run_id}", timeout=60).json()["run"][
                 "status"
             ]
         assert status == "completed", (logs / "flask.err").read_text()[-3000:]

@@ -181,7 +181,7 @@ def test_delete_of_an_active_run_goes_through_cancel(app, client, user, token):
         r = client.delete(f"/api/design/runs/{run.id}", headers=bearer(token))
         assert r.status_code == 200, r.get_json()
     finally:
-        hooks._reset_for_tests()["after_commit"].remove(seen.append)
+        hooks.registered()["after_commit"].remove(seen.append)
     assert [(i.run_id, i.to_status, i.by, i.reason) for i in seen] == [
         (run.id, "cancelled", "user", "cancelled_by_user")
     ]
@@ -197,7 +197,7 @@ def test_a_failing_in_transaction_hook_rolls_the_change_back(app, client, user, 
         with pytest.raises(RuntimeError):
             cancel(client, token, run.id)
     finally:
-        hooks._reset_for_tests()["in_transaction"].remove(refuse)
+        hooks.registered()["in_transaction"].remove(refuse)
     assert get(client, token, run.id)["status"] == "running"
     with app.app_context():
         assert db.session.scalars(select(RunTransition)).all() == []

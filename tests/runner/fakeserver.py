@@ -51,6 +51,7 @@ class FakeRunnerApi:
         self.lock = threading.Lock()
         self.status = "queued"
         self.progress = 0.0
+        self.error: str | None = None  # the last status update's ``error``
         self.events: list[dict[str, Any]] = []
         self.keys: dict[str, str] = {}
         self.artifacts: list[dict[str, Any]] = []
@@ -154,6 +155,8 @@ class FakeRunnerApi:
             if status is not None:
                 self.status = status
                 self.timeline.append(f"status:{status}")
+            if "error" in body:
+                self.error = body["error"]
             if "progress" in body:
                 self.progress = min(1.0, max(0.0, body["progress"]))
             elif status in TERMINAL:

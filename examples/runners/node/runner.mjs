@@ -45,6 +45,7 @@ class Client {
     this.base = job.callbackUrl.replace(/\/+$/, "");
     this.prefix = randomUUID();
     this.notBefore = 0; // Date.now() before which nothing is sent (a Retry-After)
+    this.refreshing = null; // the token refresh in flight
     this.setToken(job.runnerToken || job.runnerSecret);
   }
 
@@ -54,26 +55,32 @@ class Client {
     const payload = token.split(".")[1];
     if (payload) {
       try {
-        const { exp } = JSON.parse(Buffer.from(payload, "base64url").toString("utf8"));
-        if (Number.isFinite(exp)) this.refreshAt = Date.now() + (exp * 1000 - Date.now()) / 2;
+        const { exp, iat } = JSON.parse(Buffer.from(payload, "base64url").toString("utf8"));
+        // Half its life from when it was issued: a runner that started late refreshes at once.
+        const issued = Number.isFinite(iat) ? Math.min(iat * 1000, Date.now()) : Date.now();
+        if (Number.isFinite(exp)) this.refreshAt = issued + (exp * 1000 - issued) / 2;
       } catch {
         // not a JWT: used as it is
       }
     }
   }
 
-  async refreshIfDue() {
-    if (Date.now() < this.refreshAt || this.refreshing) return;
-    this.refreshing = true;
-    try {
-      const answer = await this.post("token", () => ({ body: "{}", json: true }), { refresh: false });
-      if (answer.runnerToken) this.setToken(answer.runnerToken);
-    } catch (error) {
-      if (error instanceof Cancelled) throw error;
-      // keep the current token; the next request tries again
-    } finally {
-      this.refreshing = false;
+  // One refresh at a time; every request due meanwhile waits for it (and its new token).
+  refreshIfDue() {
+    if (Date.now() < this.refreshAt) return Promise.resolve();
+    if (!this.refreshing) {
+      this.refreshing = this.post("token", () => ({ body: "{}", json: true }), { refresh: false })
+        .then((answer) => {
+          if (answer.runnerToken) this.setToken(answer.runnerToken);
+        })
+        .catch(() => {
+          // keep the current token; the next request tries again
+        })
+        .finally(() => {
+          this.refreshing = null;
+        });
     }
+    return this.refreshing;
   }
 
   // POST with retries; makeBody() is called per attempt (a file body is re-read each time).

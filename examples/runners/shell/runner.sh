@@ -30,9 +30,13 @@ set_token() {
     token=$1
     payload=$(printf %s "$token" | cut -d. -f2 | tr '_-' '/+')
     while [ $(( ${#payload} % 4 )) -ne 0 ]; do payload="$payload="; done
-    exp=$(printf %s "$payload" | base64 -d 2>/dev/null | sed -n 's/.*"exp": *\([0-9]*\).*/\1/p')
+    claims=$(printf %s "$payload" | base64 -d 2>/dev/null)
+    exp=$(printf %s "$claims" | sed -n 's/.*"exp": *\([0-9]*\).*/\1/p')
+    iat=$(printf %s "$claims" | sed -n 's/.*"iat": *\([0-9]*\).*/\1/p')
     now=$(date +%s)
-    if [ -n "$exp" ]; then refresh_at=$(( now + (exp - now) / 2 )); else refresh_at=0; fi
+    # Half its life from when it was issued: a runner that started late refreshes at once.
+    if [ -z "$iat" ] || [ "$iat" -gt "$now" ]; then iat=$now; fi
+    if [ -n "$exp" ]; then refresh_at=$(( iat + (exp - iat) / 2 )); else refresh_at=0; fi
 }
 
 # post ENDPOINT CURL-ARGS…: POST with retries. Returns 0 (2xx, answer in $work/answer),
