@@ -40,8 +40,22 @@ class Sweep:
     every: Callable[[Mapping[str, Any]], float]
 
 
+def _webhooks(app: Flask) -> Any:
+    from designrun.triggers import webhooks
+
+    return webhooks.run_once(app)
+
+
+def _webhooks_every(config: Mapping[str, Any]) -> float:
+    from designrun.triggers import webhooks
+
+    return webhooks.every(config)
+
+
 # The registry: each entry imports its module lazily (see the module docstring).
-SWEEPS: list[Sweep] = []
+SWEEPS: list[Sweep] = [
+    Sweep("webhooks", _webhooks, _webhooks_every),
+]
 
 
 class _State:

@@ -44,6 +44,9 @@ ENVIRONMENT = (
     "LOCAL_RUNNER_HEARTBEAT",
     "DESIGNRUN_INSTANCE_PATH",
     "DESIGNRUN_SQLITE_SYNCHRONOUS",
+    "METRICS_TOKEN",
+    "LOG_FORMAT",
+    "WEBHOOK_ALLOW_PRIVATE",
 )
 
 
@@ -196,7 +199,18 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "TRIGGER_TIMEOUT": _env_int("TRIGGER_TIMEOUT", 10, minimum=1),
         # Seconds before the 2nd attempt; doubles per attempt (1, 2, 4, 8 by default).
         "TRIGGER_BACKOFF_BASE": _env_float("TRIGGER_BACKOFF_BASE", 1.0),
+        # Operations (docs/operations.md): /metrics bearer, log lines, webhook address rule.
+        "METRICS_TOKEN": _env_str("METRICS_TOKEN"),
+        "LOG_FORMAT": _log_format(),
+        "WEBHOOK_ALLOW_PRIVATE": _env_bool("WEBHOOK_ALLOW_PRIVATE", False),
     }
+
+
+def _log_format() -> str:
+    value = (_env_str("LOG_FORMAT") or "text").lower()
+    if value not in {"text", "json"}:
+        raise ConfigError("designrun: LOG_FORMAT must be 'text' or 'json'")
+    return value
 
 
 def finish_config(config: dict[str, Any], instance_path: str) -> None:

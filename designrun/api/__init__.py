@@ -5,10 +5,12 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from designrun.api import webhooks as _webhooks  # noqa: F401  (adds its routes to design_api)
 from designrun.api.auth import auth_api
 from designrun.api.design import design_api
 from designrun.api.errors import register_error_handlers
 from designrun.api.openapi import openapi_api
+from designrun.api.operations import operations_api
 from designrun.api.runner import runner_api
 
 # Every /api route must belong to one of these; tests/api/test_audit.py checks it.
@@ -29,4 +31,6 @@ def register_api(app: Flask) -> None:
     app.before_request(_check_body_size)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    # /livez, /readyz, /metrics: outside /api, unguarded (METRICS_TOKEN is checked by the view).
+    app.register_blueprint(operations_api)
     register_error_handlers(app)

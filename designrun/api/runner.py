@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, cast
 
 from flask import Blueprint, current_app, g, request
 
+from designrun import observability
 from designrun.api import serializers
 from designrun.api.parsing import check_strings, is_json_request, json_object, parse_body, validate
 from designrun.api.schemas import (
@@ -69,9 +70,11 @@ def post_events(run_id: uuid.UUID) -> dict[str, Any]:
     if "events" in body:
         batch = validate(EventBatch, body)
         ids, status = runs.append_events(run_id, [_new_event(e) for e in batch.events])
+        observability.events_ingested(len(ids))
         return ok(runStatus=status, eventIds=[str(i) for i in ids])
     single = validate(EventIn, body)
     ids, status = runs.append_events(run_id, [_new_event(single)])
+    observability.events_ingested(1)
     return ok(runStatus=status, eventId=str(ids[0]))
 
 

@@ -3,6 +3,7 @@
 from designrun.models.accounts import Account, SignInFailure, User, UserSession
 from designrun.models.runs import TERMINAL, Artifact, Run, RunEvent, RunStatus
 from designrun.models.triggers import Trigger
+from designrun.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "TERMINAL",
@@ -15,4 +16,6 @@ __all__ = [
     "Trigger",
     "User",
     "UserSession",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -25,6 +25,7 @@ from designrun.errors import InvalidRequestError, NotFoundError, RunNotFoundErro
 from designrun.extensions import db
 from designrun.models import Artifact, Run, RunEvent, RunStatus, Trigger
 from designrun.models.types import utcnow, uuid7
+from designrun.services import webhooks
 from designrun.services.event_store import NewEvent, rows_for, store_events
 from designrun.services.run_states import transition
 from designrun.storage import get_storage
@@ -48,13 +49,18 @@ class ArtifactInfo:
 
 
 def create_run(
-    account_id: uuid.UUID, prompt: str, config: dict[str, Any] | None, origin: str
+    account_id: uuid.UUID,
+    prompt: str,
+    config: dict[str, Any] | None,
+    origin: str,
+    request_id: str | None = None,
 ) -> Run:
     """Create a queued run and, in the same transaction, its trigger (the outbox row).
 
     The trigger is sent by triggers/dispatcher.py after this commits; this function never waits
     for the runner backend. ``origin`` is the request's origin, used for callbackUrl when
-    EXPO_PUBLIC_WORKER_ORIGIN is unset.
+    EXPO_PUBLIC_WORKER_ORIGIN is unset; ``request_id`` (the request's X-Request-ID) is kept on
+    the trigger and handed to the runner, so its callbacks can be followed in the logs.
     """
     from designrun.triggers import dispatcher, selected_backend
 
@@ -73,7 +79,15 @@ def create_run(
         )
         session.add(run)
         if backend is not None:
-            session.add(Trigger(run_id=run.id, backend=backend, origin=origin, next_attempt_at=now))
+            session.add(
+                Trigger(
+                    run_id=run.id,
+                    backend=backend,
+                    origin=origin,
+                    next_attempt_at=now,
+                    request_id=request_id,
+                )
+            )
     if backend is not None:
         dispatcher.wake(current_app._get_current_object())  # type: ignore[attr-defined]
     return run
@@ -204,6 +218,8 @@ def _apply(run: Run, change: Any, error: str | None) -> None:
     if change.set_completed:
         run.completed_at = now
     run.updated_at = now
+    if change.set_completed:  # terminal: queue its webhooks in this same transaction
+        webhooks.enqueue_for_run(db.session(), run)
 
 
 def apply_status(

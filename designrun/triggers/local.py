@@ -110,6 +110,8 @@ class LocalRunner:
             config = {**config, "EXPO_PUBLIC_WORKER_ORIGIN": config["LOCAL_RUNNER_ORIGIN"]}
         body = job_body(config, run, origin)
         env = {k: v for k, v in os.environ.items() if k not in _SERVER_SECRETS}
+        if body.get("requestId"):
+            env["DESIGNRUN_REQUEST_ID"] = body["requestId"]
         try:
             process = subprocess.Popen(  # noqa: S603 - the operator's configured command
                 runner_command(config),
