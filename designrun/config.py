@@ -7,11 +7,15 @@ A secret that is set but too short stops the service with one line naming the va
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MIN_SECRET_LENGTH = 32
 
@@ -42,6 +46,9 @@ ENVIRONMENT = (
     "LOCAL_RUNNER_CONCURRENCY",
     "LOCAL_RUNNER_ORIGIN",
     "LOCAL_RUNNER_HEARTBEAT",
+    "LOCAL_RUNNER_ENV",
+    "RUN_STALE_AFTER",
+    "RUN_START_TIMEOUT",
     "DESIGNRUN_INSTANCE_PATH",
     "DESIGNRUN_SQLITE_SYNCHRONOUS",
     "METRICS_TOKEN",
@@ -166,21 +173,36 @@ def load_config(instance_path: str) -> dict[str, Any]:
     )
     origins = _env_str("TRUSTED_ORIGINS") or ""
     backend = (_env_str("RUNNER_BACKEND") or "").lower() or None
-    if backend not in {None, "daytona", "local", "none"}:
-        raise ConfigError("designrun: RUNNER_BACKEND must be 'daytona', 'local' or 'none'")
-    if backend == "daytona" and not _env_str("DAYTONA_API_URL"):
-        raise ConfigError("designrun: RUNNER_BACKEND=daytona needs DAYTONA_API_URL")
+    if backend not in {None, "jobs", "daytona", "local", "none"}:
+        raise ConfigError("designrun: RUNNER_BACKEND must be 'local', 'jobs', 'daytona' or 'none'")
+    if backend in {"jobs", "daytona"} and not _env_str("DAYTONA_API_URL"):
+        raise ConfigError(f"designrun: RUNNER_BACKEND={backend} needs DAYTONA_API_URL")
+    if backend == "daytona":
+        # Until the Daytona sandbox backend exists, the old name keeps meaning the job request.
+        log.warning(
+            "designrun: RUNNER_BACKEND=daytona is the job request, now named 'jobs'; set "
+            "RUNNER_BACKEND=jobs (the name 'daytona' is changing to mean Daytona sandboxes)"
+        )
+        backend = "jobs"
     return {
         "RUNNER_AUTH_SECRET": runner_secret,
         "SECRET_KEY": secret_key,
         "RUNNER_TOKEN_TTL": _env_int("RUNNER_TOKEN_TTL", 86400, minimum=1),
-        # None: Daytona when DAYTONA_API_URL is set, else the built-in local runner.
+        # None: the job request (jobs) when DAYTONA_API_URL is set, else the local runner.
         "RUNNER_BACKEND": backend,
         "LOCAL_RUNNER_COMMAND": _env_str("LOCAL_RUNNER_COMMAND"),
         "LOCAL_RUNNER_CONCURRENCY": _env_int("LOCAL_RUNNER_CONCURRENCY", 2, minimum=1),
         "LOCAL_RUNNER_ORIGIN": _env_str("LOCAL_RUNNER_ORIGIN"),
         # Seconds between the local runner's liveness reports (how fast it sees a cancel).
         "LOCAL_RUNNER_HEARTBEAT": _env_float("LOCAL_RUNNER_HEARTBEAT", 2.0),
+        # Extra variable names passed to local runner processes (an allow-list, comma-separated).
+        "LOCAL_RUNNER_ENV": [
+            n.strip() for n in (_env_str("LOCAL_RUNNER_ENV") or "").split(",") if n.strip()
+        ],
+        # Reapers (API.md Part 2 § Run lifecycle): seconds without a runner callback before a
+        # running run is runner_lost, and after delivery before a silent run is start_timeout.
+        "RUN_STALE_AFTER": _env_int("RUN_STALE_AFTER", 1800, minimum=1),
+        "RUN_START_TIMEOUT": _env_int("RUN_START_TIMEOUT", 900, minimum=1),
         "DAYTONA_API_URL": _env_str("DAYTONA_API_URL"),
         "DAYTONA_API_KEY": _env_str("DAYTONA_API_KEY"),
         "EXPO_PUBLIC_WORKER_ORIGIN": _env_str("EXPO_PUBLIC_WORKER_ORIGIN"),
@@ -228,3 +250,20 @@ def finish_config(config: dict[str, Any], instance_path: str) -> None:
     config.setdefault("MAX_FORM_MEMORY_SIZE", 1024 * 1024)
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     config["JSON_SORT_KEYS"] = False
+
+
+def runner_backend(config: Mapping[str, Any]) -> str | None:
+    """The backend new runs are sent to (API.md Part 2 § Runner backends).
+
+    RUNNER_BACKEND when set (``none`` gives None: no runner is started and runs stay ``queued``
+    until some runner reports; ``daytona`` is read as ``jobs`` until the sandbox backend
+    exists); otherwise ``jobs`` when DAYTONA_API_URL is set, else ``local``.
+    """
+    backend = config.get("RUNNER_BACKEND")
+    if backend == "none":
+        return None
+    if backend == "daytona":
+        return "jobs"
+    if backend:
+        return str(backend)
+    return "jobs" if config.get("DAYTONA_API_URL") else "local"

@@ -31,7 +31,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -203,43 +203,37 @@ def init_app(app: Flask) -> None:
     _watch_runs()
 
 
-# Runs created and finished are counted from the ORM's flushes, so that every path that creates
-# or ends a run (user, runner, dispatcher, reapers) is counted without the services knowing about
-# metrics. Counted at commit, forgotten on rollback. The event-ingestion hot path writes with
-# Core statements and never reaches these listeners.
-_SEEN = "designrun.observability.runs"
-_TERMINAL = frozenset({"completed", "failed", "cancelled"})
+# Runs created are counted from the ORM's flushes (every path that creates a run: create,
+# retry), at commit and forgotten on rollback; runs finished from services/hooks.py's
+# after-commit transition hook. The event-ingestion hot path writes with Core statements and
+# never reaches these listeners.
+_SEEN = "designrun.observability.created"
 
 
 def _after_flush(session: Session, flush_context: Any) -> None:
     from designrun.models import Run
 
-    seen: list[tuple[str, str | None]] | None = None
-    for obj in session.new:
-        if isinstance(obj, Run):
-            seen = session.info.setdefault(_SEEN, [])
-            seen.append(("created", None))
-    for obj in session.dirty:
-        if not isinstance(obj, Run):
-            continue
-        history = inspect(obj).attrs.status.history
-        if history.added and obj.status in _TERMINAL and obj.status not in history.deleted:
-            seen = session.info.setdefault(_SEEN, [])
-            seen.append((obj.status, getattr(obj, "failure_reason", None)))
+    created = sum(1 for obj in session.new if isinstance(obj, Run))
+    if created:
+        session.info[_SEEN] = session.info.get(_SEEN, 0) + created
 
 
 def _after_commit(session: Session) -> None:
-    for status, reason in session.info.pop(_SEEN, ()):
-        if status == "created":
-            RUNS_CREATED.inc()
-        else:
-            run_finished(status, reason)
+    created = session.info.pop(_SEEN, 0)
+    if created:
+        RUNS_CREATED.inc(created)
 
 
 def _after_rollback(session: Session) -> None:
     session.info.pop(_SEEN, None)
 
 
+def _on_finished(info: Any) -> None:
+    if info.to_status in _TERMINAL and info.from_status not in _TERMINAL:
+        run_finished(info.to_status, info.reason)
+
+
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
 _watching = False
 
 
@@ -251,6 +245,9 @@ def _watch_runs() -> None:
     event.listen(Session, "after_flush", _after_flush)
     event.listen(Session, "after_commit", _after_commit)
     event.listen(Session, "after_rollback", _after_rollback)
+    from designrun.services import hooks
+
+    hooks.after_transition(_on_finished)
 
 
 # --- logs ---------------------------------------------------------------------------------------

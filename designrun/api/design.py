@@ -10,10 +10,10 @@ from werkzeug.wsgi import wrap_file
 
 from designrun.api import serializers
 from designrun.api.parsing import parse_body, parse_query
-from designrun.api.schemas import CreateRun, ListEventsQuery, ListRunsQuery
+from designrun.api.schemas import CancelRun, CreateRun, ListEventsQuery, ListRunsQuery
 from designrun.auth.guards import require_user
 from designrun.errors import NotFoundError
-from designrun.services import runs
+from designrun.services import lifecycle, runs
 from designrun.storage import get_storage
 from designrun.storage.base import StorageKeyError
 from designrun.storage.keys import safe_file_name
@@ -31,7 +31,9 @@ def require_session() -> None:
 def create_run() -> tuple[dict[str, Any], int]:
     body = parse_body(CreateRun)
     origin = request.host_url.rstrip("/")
-    run = runs.create_run(g.account_id, body.prompt, body.config, origin, g.get("request_id"))
+    run = runs.create_run(
+        g.account_id, body.prompt, body.config, origin, request_id=g.get("request_id")
+    )
     return {"ok": True, "run": serializers.run(run)}, 201
 
 
@@ -44,7 +46,24 @@ def list_runs() -> dict[str, Any]:
 
 @design_api.get("/runs/<uuid:run_id>")
 def get_run(run_id: uuid.UUID) -> dict[str, Any]:
-    return {"ok": True, "run": serializers.run(runs.get_run(g.account_id, run_id))}
+    run = runs.get_run(g.account_id, run_id)
+    transitions = lifecycle.transitions_of(run.id)
+    return {"ok": True, "run": serializers.run(run, transitions)}
+
+
+@design_api.post("/runs/<uuid:run_id>/cancel")
+def cancel_run(run_id: uuid.UUID) -> dict[str, Any]:
+    """API.md Part 2 § Run lifecycle: cancel (the body and its reason are optional)."""
+    reason = parse_body(CancelRun).reason if request.get_data(cache=True) else None
+    run = runs.cancel_run(g.account_id, run_id, reason)
+    return {"ok": True, "run": serializers.run(run, lifecycle.transitions_of(run.id))}
+
+
+@design_api.post("/runs/<uuid:run_id>/retry")
+def retry_run(run_id: uuid.UUID) -> tuple[dict[str, Any], int]:
+    """API.md Part 2 § Run lifecycle: a new run with the same prompt and config."""
+    run = runs.retry_run(g.account_id, run_id, request.host_url.rstrip("/"))
+    return {"ok": True, "run": serializers.run(run)}, 201
 
 
 @design_api.get("/runs/<uuid:run_id>/events")

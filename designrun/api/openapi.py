@@ -26,7 +26,7 @@ _ERROR_TEXT = {
     401: "Missing or invalid credentials",
     403: "Forbidden",
     404: "Not found",
-    409: "The run is finished (runStatus says how)",
+    409: "The run is finished (run_finished, runStatus says how) or still active (run_active)",
     413: "Body larger than MAX_UPLOAD_BYTES",
     415: "Body is not JSON",
     422: "E-mail already registered",
@@ -320,6 +320,25 @@ def _run_operations(
                 "responses": _responses(200, _ref(s.OkOut), (401, 403, 404)),
             },
         },
+        f"{user_run}/cancel": {
+            "post": {
+                "operationId": "cancelRun",
+                "tags": ["design"],
+                "security": _USER,
+                "parameters": [_RUN_ID],
+                "requestBody": {"required": False, **_json(_ref(s.CancelRun))},
+                "responses": _responses(200, _ref(s.RunEnvelope), (401, 403, 404, 409)),
+            }
+        },
+        f"{user_run}/retry": {
+            "post": {
+                "operationId": "retryRun",
+                "tags": ["design"],
+                "security": _USER,
+                "parameters": [_RUN_ID],
+                "responses": _responses(201, _ref(s.RunEnvelope), (401, 403, 404, 409)),
+            }
+        },
         f"{user_run}/events": {
             "get": {
                 "operationId": "listEvents",
@@ -369,6 +388,7 @@ _REQUEST_MODELS = [
     s.SignUp,
     s.SignIn,
     s.CreateRun,
+    s.CancelRun,
     w.CreateWebhook,
 ]
 _RESPONSE_MODELS = [

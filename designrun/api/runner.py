@@ -25,7 +25,7 @@ from designrun.api.schemas import (
 from designrun.auth import runner_tokens
 from designrun.auth.sessions import bearer_token
 from designrun.errors import InvalidRequestError, UnauthorizedError, UnsupportedMediaTypeError
-from designrun.services import runs
+from designrun.services import lifecycle, runs
 
 runner_api = Blueprint("runner_api", __name__, url_prefix="/api/runner")
 
@@ -40,6 +40,8 @@ def require_runner_token() -> None:
     if not runner_tokens.verify(current_app.config["RUNNER_AUTH_SECRET"], token, run_id):
         raise UnauthorizedError()
     g.runner_run_id = run_id
+    if request.endpoint != "runner_api.post_status":  # the status update records its own
+        lifecycle.touch_heartbeat(run_id)
 
 
 def ok(**fields: Any) -> dict[str, Any]:
@@ -50,7 +52,9 @@ def ok(**fields: Any) -> dict[str, Any]:
 def post_status(run_id: uuid.UUID) -> dict[str, Any]:
     """API.md § POST /api/runner/runs/:runId/status."""
     update = parse_body(StatusUpdate)
-    run = runs.apply_status(run_id, update.status, update.progress, update.error)
+    run = runs.apply_status(
+        run_id, update.status, update.progress, update.error, update.event_count
+    )
     return ok(runStatus=run.status, progress=run.progress)
 
 

@@ -19,6 +19,14 @@ MAX_SEQUENCE = 2**63 - 1
 
 RunnerStatus = Literal["running", "completed", "failed", "cancelled"]
 RunStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
+FailureReasonName = Literal[
+    "agent_error",
+    "runner_lost",
+    "start_timeout",
+    "dispatch_failed",
+    "runner_exited",
+    "cancelled_by_user",
+]
 
 
 def _json_size_limit(value: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +77,8 @@ class StatusUpdate(RequestModel):
     status: RunnerStatus | None = None
     progress: Progress | None = None
     error: Annotated[str, Field(max_length=10_000)] | None = None
+    # API.md Part 2 § Log completeness: the events the runner sent (kept with a final status).
+    event_count: Annotated[int | None, Field(alias="eventCount", ge=0, le=MAX_SAFE_INTEGER)] = None
 
     @model_validator(mode="after")
     def _status_or_progress(self) -> StatusUpdate:
@@ -131,6 +141,10 @@ class CreateRun(RequestModel):
     config: JsonObject | None = None
 
 
+class CancelRun(RequestModel):
+    reason: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+
+
 class ListRunsQuery(QueryModel):
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, Field(max_length=200)] | None = None
@@ -147,6 +161,22 @@ class ListEventsQuery(QueryModel):
 
 class ResponseModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class DispatchOut(ResponseModel):
+    backend: Literal["local", "jobs", "daytona"] | None
+    state: Literal["pending", "sent", "failed", "none"]
+    attempts: int
+    lastError: str | None
+
+
+class TransitionOut(ResponseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: RunStatusName = Field(alias="from")
+    to: RunStatusName
+    at: datetime
+    by: Literal["runner", "user", "system"]
+    reason: FailureReasonName | None
 
 
 class ErrorOut(ResponseModel):
@@ -168,6 +198,13 @@ class RunOut(ResponseModel):
     updatedAt: datetime
     startedAt: datetime | None
     completedAt: datetime | None
+    failureReason: FailureReasonName | None
+    lastHeartbeatAt: datetime | None
+    retryOf: str | None
+    dispatch: DispatchOut
+    eventCount: int
+    logComplete: bool | None
+    transitions: list[TransitionOut] | None = None
 
 
 class EventOut(ResponseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from designrun.models import Artifact, Run, RunEvent, User, UserSession
+from designrun.models import Artifact, Run, RunEvent, RunTransition, User, UserSession
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -15,8 +15,11 @@ def timestamp(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def run(item: Run) -> dict[str, Any]:
-    return {
+def run(item: Run, transitions: list[RunTransition] | None = None) -> dict[str, Any]:
+    """A Run; with ``transitions`` (the single-run GET) its status history too."""
+    event_count = int(item.event_count or 0)  # type: ignore[attr-defined]
+    expected = item.expected_event_count
+    body = {
         "id": str(item.id),
         "accountId": str(item.account_id),
         "prompt": item.prompt,
@@ -28,6 +31,31 @@ def run(item: Run) -> dict[str, Any]:
         "updatedAt": timestamp(item.updated_at),
         "startedAt": timestamp(item.started_at),
         "completedAt": timestamp(item.completed_at),
+        "failureReason": item.failure_reason,
+        "lastHeartbeatAt": timestamp(item.last_heartbeat_at),
+        "retryOf": str(item.retry_of) if item.retry_of is not None else None,
+        "dispatch": {
+            "backend": item.dispatch_backend,
+            "state": item.dispatch_state or "none",
+            "attempts": item.dispatch_attempts or 0,
+            "lastError": item.dispatch_last_error,
+        },
+        "eventCount": event_count,
+        # API.md Part 2 § Log completeness: re-evaluated on every read, as late events arrive.
+        "logComplete": None if expected is None else event_count >= expected,
+    }
+    if transitions is not None:
+        body["transitions"] = [transition(t) for t in transitions]
+    return body
+
+
+def transition(item: RunTransition) -> dict[str, Any]:
+    return {
+        "from": item.from_status,
+        "to": item.to_status,
+        "at": timestamp(item.at),
+        "by": item.by,
+        "reason": item.reason,
     }
 
 

@@ -1,17 +1,31 @@
 """SQLAlchemy models, one module per aggregate."""
 
 from designrun.models.accounts import Account, SignInFailure, User, UserSession
-from designrun.models.runs import TERMINAL, Artifact, Run, RunEvent, RunStatus
+from designrun.models.runs import (
+    TERMINAL,
+    Actor,
+    Artifact,
+    DispatchState,
+    FailureReason,
+    Run,
+    RunEvent,
+    RunStatus,
+    RunTransition,
+)
 from designrun.models.triggers import Trigger
 from designrun.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "TERMINAL",
     "Account",
+    "Actor",
     "Artifact",
+    "DispatchState",
+    "FailureReason",
     "Run",
     "RunEvent",
     "RunStatus",
+    "RunTransition",
     "SignInFailure",
     "Trigger",
     "User",

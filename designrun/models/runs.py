@@ -7,8 +7,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, Uuid
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    func,
+    select,
+)
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from designrun.models.base import Base
 from designrun.models.types import JSONType, UTCDateTime, utcnow, uuid7
@@ -31,6 +42,34 @@ class RunStatus(StrEnum):
 TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
+class FailureReason(StrEnum):
+    """Why a run ended other than ``completed`` (API.md Part 2 § Run lifecycle): wire strings."""
+
+    AGENT_ERROR = "agent_error"
+    RUNNER_LOST = "runner_lost"
+    START_TIMEOUT = "start_timeout"
+    DISPATCH_FAILED = "dispatch_failed"
+    RUNNER_EXITED = "runner_exited"
+    CANCELLED_BY_USER = "cancelled_by_user"
+
+
+class Actor(StrEnum):
+    """Who made a status change: the ``by`` of a transition."""
+
+    RUNNER = "runner"
+    USER = "user"
+    SYSTEM = "system"
+
+
+class DispatchState(StrEnum):
+    """Where the run's trigger is: ``pending`` (in the outbox), ``sent``, ``failed``, ``none``."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    NONE = "none"
+
+
 class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
@@ -38,6 +77,8 @@ class Run(Base):
         Index("ix_runs_account_created", "account_id", "created_at", "id"),
         # ... and the same filtered by status.
         Index("ix_runs_account_status_created", "account_id", "status", "created_at", "id"),
+        # The reapers: active runs by status and age.
+        Index("ix_runs_status_heartbeat", "status", "last_heartbeat_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
@@ -54,6 +95,22 @@ class Run(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # --- the lifecycle (migration 0003) ---
+    failure_reason: Mapped[str | None] = mapped_column(String(32))
+    # The last runner callback of any kind (kept to HEARTBEAT_RESOLUTION, services/runs.py).
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The run this one retries. Not a foreign key: deleting the original keeps the pointer.
+    retry_of: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # The eventCount the runner sent with its terminal status (None: it sent none).
+    expected_event_count: Mapped[int | None] = mapped_column(BigInteger)
+    dispatch_backend: Mapped[str | None] = mapped_column(String(16))
+    dispatch_state: Mapped[str] = mapped_column(
+        String(16), default=DispatchState.NONE.value, server_default=DispatchState.NONE.value
+    )
+    dispatch_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dispatch_last_error: Mapped[str | None] = mapped_column(Text)
+    # When the trigger was delivered (the start of RUN_START_TIMEOUT).
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RunEvent(Base):
@@ -93,3 +150,30 @@ class Artifact(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RunTransition(Base):
+    """One status change of a run, written in the same transaction as the change itself."""
+
+    __tablename__ = "run_transitions"
+    __table_args__ = (Index("ix_run_transitions_run", "run_id", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("runs.id", ondelete="CASCADE"))
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    by: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Events stored for the run: sequences are gapless from 1 (services/event_store.py), so the
+# highest is the count, read through the (run_id, sequence) index. Deferred: only the user
+# endpoints load it (with undefer), never the FOR UPDATE reads of the write paths.
+Run.event_count = column_property(  # type: ignore[attr-defined]
+    select(func.coalesce(func.max(RunEvent.sequence), 0))
+    .where(RunEvent.run_id == Run.id)
+    .correlate_except(RunEvent)
+    .scalar_subquery(),
+    deferred=True,
+)

@@ -1,8 +1,11 @@
-"""The run state machine as a pure function (API.md § Runs: the state machine).
+"""The run state machine, pure: no database, no Flask (API.md § Runs, Part 2 § Run lifecycle).
 
 queued → running → completed | failed | cancelled; queued may also go straight to a terminal
 status. Terminal runs accept only a repeat of their own status (an idempotent no-op); anything
 else raises RunFinishedError, which is how a runner learns that its run was cancelled.
+
+``ALLOWED`` is the one table of status changes: for each (from, to), who may make it and with
+which failure reasons. services/lifecycle.py checks every change against it before recording it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,48 @@ import math
 from dataclasses import dataclass
 
 from designrun.errors import InvalidRequestError, RunFinishedError
-from designrun.models.runs import TERMINAL, RunStatus
+from designrun.models.runs import TERMINAL, Actor, FailureReason, RunStatus
+
+Q, R = RunStatus.QUEUED, RunStatus.RUNNING
+C, F, X = RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED
+_RUNNER, _USER, _SYSTEM = Actor.RUNNER, Actor.USER, Actor.SYSTEM
+_SYSTEM_FAILURES_QUEUED = (
+    FailureReason.DISPATCH_FAILED,
+    FailureReason.START_TIMEOUT,
+    FailureReason.RUNNER_EXITED,
+)
+_SYSTEM_FAILURES_RUNNING = (FailureReason.RUNNER_LOST, FailureReason.RUNNER_EXITED)
+
+# (from, to) → the (by, reason) pairs that may make that change. Nothing leaves a terminal
+# status; a runner's own ``cancelled`` carries no reason (only a user's cancel is
+# ``cancelled_by_user``), its ``failed`` is ``agent_error``.
+ALLOWED: dict[tuple[RunStatus, RunStatus], frozenset[tuple[Actor, FailureReason | None]]] = {
+    (Q, R): frozenset({(_RUNNER, None)}),
+    (Q, C): frozenset({(_RUNNER, None)}),
+    (Q, F): frozenset(
+        {(_RUNNER, FailureReason.AGENT_ERROR), *((_SYSTEM, r) for r in _SYSTEM_FAILURES_QUEUED)}
+    ),
+    (Q, X): frozenset({(_RUNNER, None), (_USER, FailureReason.CANCELLED_BY_USER)}),
+    (R, C): frozenset({(_RUNNER, None)}),
+    (R, F): frozenset(
+        {(_RUNNER, FailureReason.AGENT_ERROR), *((_SYSTEM, r) for r in _SYSTEM_FAILURES_RUNNING)}
+    ),
+    (R, X): frozenset({(_RUNNER, None), (_USER, FailureReason.CANCELLED_BY_USER)}),
+}
+
+
+def allowed(current: RunStatus, new: RunStatus, by: Actor, reason: FailureReason | None) -> bool:
+    """True when ``by`` may move a run from ``current`` to ``new`` with ``reason``."""
+    return (by, reason) in ALLOWED.get((current, new), frozenset())
+
+
+def reason_for(new: RunStatus, by: Actor) -> FailureReason | None:
+    """The failure reason of a runner's or user's own change (system changes name theirs)."""
+    if new == RunStatus.FAILED and by == Actor.RUNNER:
+        return FailureReason.AGENT_ERROR
+    if new == RunStatus.CANCELLED and by == Actor.USER:
+        return FailureReason.CANCELLED_BY_USER
+    return None
 
 
 @dataclass(frozen=True)

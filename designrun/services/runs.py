@@ -19,20 +19,36 @@ from typing import Any, BinaryIO
 
 from flask import current_app
 from sqlalchemy import delete, select, tuple_
+from sqlalchemy.orm import undefer
 
+from designrun.config import runner_backend
 from designrun.database import write_transaction
 from designrun.errors import InvalidRequestError, NotFoundError, RunNotFoundError
 from designrun.extensions import db
 from designrun.models import Artifact, Run, RunEvent, RunStatus, Trigger
 from designrun.models.types import utcnow, uuid7
-from designrun.services import webhooks
+from designrun.services import hooks
 from designrun.services.event_store import NewEvent, rows_for, store_events
+from designrun.services.lifecycle import (
+    apply_runner_status,
+    cancel_locked,
+    cancel_run,
+    fail_run,
+    new_run_fields,
+    retry_run,
+)
 from designrun.services.run_states import transition
 from designrun.storage import get_storage
 from designrun.storage.base import StorageKeyError
 from designrun.storage.keys import default_key, key_problem, own_prefix, run_prefix
 
 log = logging.getLogger(__name__)
+
+# Runs shown to users carry eventCount (a deferred column: models/runs.py).
+_WITH_EVENT_COUNT = undefer(Run.event_count)  # type: ignore[attr-defined]
+
+# The lifecycle's functions are part of this module's interface (services/lifecycle.py).
+__all__ = ["cancel_run", "fail_run", "retry_run"]
 
 
 @dataclass(frozen=True)
@@ -53,18 +69,19 @@ def create_run(
     prompt: str,
     config: dict[str, Any] | None,
     origin: str,
+    retry_of: uuid.UUID | None = None,
     request_id: str | None = None,
 ) -> Run:
     """Create a queued run and, in the same transaction, its trigger (the outbox row).
 
-    The trigger is sent by triggers/dispatcher.py after this commits; this function never waits
-    for the runner backend. ``origin`` is the request's origin, used for callbackUrl when
-    EXPO_PUBLIC_WORKER_ORIGIN is unset; ``request_id`` (the request's X-Request-ID) is kept on
-    the trigger and handed to the runner, so its callbacks can be followed in the logs.
+    The trigger is sent by triggers/dispatcher.py after this commits (it is woken through
+    services/hooks.py); this function never waits for the runner backend. ``origin`` is the
+    request's origin, used for the ``jobs`` callbackUrl when EXPO_PUBLIC_WORKER_ORIGIN is unset
+    (never for the local runner, which calls back to the service's own address).
+    ``request_id`` (the request's X-Request-ID) is kept on the trigger and handed to the runner,
+    so its callbacks can be followed in the logs.
     """
-    from designrun.triggers import dispatcher, selected_backend
-
-    backend = selected_backend(current_app.config)
+    backend = runner_backend(current_app.config)
     with write_transaction() as session:
         now = utcnow()
         run = Run(
@@ -76,6 +93,8 @@ def create_run(
             progress=0.0,
             created_at=now,
             updated_at=now,
+            retry_of=retry_of,
+            **new_run_fields(backend),
         )
         session.add(run)
         if backend is not None:
@@ -89,13 +108,15 @@ def create_run(
                 )
             )
     if backend is not None:
-        dispatcher.wake(current_app._get_current_object())  # type: ignore[attr-defined]
+        hooks.work_committed(current_app._get_current_object())  # type: ignore[attr-defined]
     return run
 
 
 def get_run(account_id: uuid.UUID, run_id: uuid.UUID) -> Run:
     """The account's run; raises RunNotFoundError for a missing or foreign run."""
-    run = db.session.scalar(select(Run).where(Run.id == run_id, Run.account_id == account_id))
+    run = db.session.scalar(
+        select(Run).where(Run.id == run_id, Run.account_id == account_id).options(_WITH_EVENT_COUNT)
+    )
     if run is None:
         raise RunNotFoundError()
     return run
@@ -123,7 +144,9 @@ def list_runs(
     Keyset pagination on (created_at, id) over the matching index: the cost of a page does not
     depend on how many runs exist. Raises InvalidRequestError for a malformed cursor.
     """
-    query = select(Run).where(Run.account_id == account_id)
+    query = (
+        select(Run).where(Run.account_id == account_id).options(undefer(Run.event_count))  # type: ignore[attr-defined]
+    )
     if status is not None:
         query = query.where(Run.status == status)
     if cursor is not None:
@@ -173,8 +196,9 @@ def get_artifact(account_id: uuid.UUID, run_id: uuid.UUID, artifact_id: uuid.UUI
 def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
     """Delete the account's run, every row referring to it and the objects under its prefix.
 
-    A run that has not finished is cancelled first (so a runner polling it learns it must stop,
-    whichever it sees first: 409 or 404). Objects are deleted after the rows commit: a failure
+    A run that has not finished is cancelled first, through the same cancel as POST …/cancel
+    (so a runner polling it learns it must stop, whichever it sees first: 409 or 404, and a
+    local runner process is stopped). Objects are deleted after the rows commit: a failure
     there leaves orphaned objects (logged), never a run whose files are gone. Keys outside the
     run's prefix (runs/<runId>/, in whatever letter case its artifacts spelt the id) are kept.
     """
@@ -186,7 +210,7 @@ def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
         if run is None:
             raise RunNotFoundError()
         if not RunStatus(run.status).terminal:
-            _apply(run, transition(RunStatus(run.status), RunStatus.CANCELLED, None), None)
+            cancel_locked(session, run, "the run was deleted")
             session.flush()
         for key in session.scalars(select(Artifact.storage_key).where(Artifact.run_id == run_id)):
             prefix = own_prefix(key, run_id)
@@ -206,39 +230,24 @@ def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
 # --- runner reports ------------------------------------------------------------------------------
 
 
-def _apply(run: Run, change: Any, error: str | None) -> None:
-    now = utcnow()
-    run.status = change.status.value
-    if change.progress is not None:
-        run.progress = change.progress
-    if error is not None:
-        run.error = error
-    if change.set_started and run.started_at is None:
-        run.started_at = now
-    if change.set_completed:
-        run.completed_at = now
-    run.updated_at = now
-    if change.set_completed:  # terminal: queue its webhooks in this same transaction
-        webhooks.enqueue_for_run(db.session(), run)
-
-
 def apply_status(
-    run_id: uuid.UUID, status: str | None, progress: float | None, error: str | None
+    run_id: uuid.UUID,
+    status: str | None,
+    progress: float | None,
+    error: str | None,
+    event_count: int | None = None,
 ) -> Run:
     """Apply a runner's status/progress report to a run (API.md state machine).
 
-    Raises RunNotFoundError, InvalidRequestError, or RunFinishedError (409, carries the current
-    status) when the run is terminal and the update is not a repeat of its final status.
+    ``event_count`` is the runner's count of the events it sent, kept with a terminal status
+    (API.md Part 2 § Log completeness). Raises RunNotFoundError, InvalidRequestError, or
+    RunFinishedError (409, carries the current status) when the run is terminal and the update
+    is not a repeat of its final status.
     """
-    with write_transaction() as session:
-        run = session.scalar(select(Run).where(Run.id == run_id).with_for_update())
-        if run is None:
-            raise RunNotFoundError()
-        change = transition(RunStatus(run.status), RunStatus(status) if status else None, progress)
-        if change.changed:
-            _apply(run, change, error)
-        session.flush()
-    return run
+    new = RunStatus(status) if status else None
+    return apply_runner_status(
+        run_id, lambda current: transition(current, new, progress), error, event_count
+    )
 
 
 def run_status(run_id: uuid.UUID) -> str:
@@ -260,25 +269,6 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[u
     """
     with write_transaction() as session:
         return store_events(rows_for(session.connection()), run_id, events)
-
-
-def fail_run(run_id: uuid.UUID, message: str, only_queued: bool = True) -> bool:
-    """Mark a run ``failed`` with an ``error`` event, in one transaction.
-
-    Used when its runner could not be started (``only_queued``: the run must still be queued)
-    or died without reporting a final status (any non-terminal run). Returns False, changing
-    nothing, when the run is gone or has moved on (a runner reported, the user cancelled it).
-    """
-    with write_transaction() as session:
-        run = session.scalar(select(Run).where(Run.id == run_id).with_for_update())
-        if run is None or RunStatus(run.status).terminal:
-            return False
-        if only_queued and run.status != RunStatus.QUEUED.value:
-            return False
-        _apply(run, transition(RunStatus(run.status), RunStatus.FAILED, None), message[:10_000])
-        error_event = NewEvent(event_type="error", message=message)
-        store_events(rows_for(session.connection()), run_id, [error_event])
-    return True
 
 
 def _check_key(key: str, run_id: uuid.UUID) -> None:

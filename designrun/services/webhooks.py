@@ -6,7 +6,8 @@ Standard Webhooks (https://www.standardwebhooks.com): each delivery carries ``we
 base64-decoded part of the endpoint's ``whsec_`` secret.
 
 Deliveries are queued by ``enqueue_for_run`` inside the transaction of the run's terminal
-transition and sent by triggers/webhooks.py. The address rule (http(s) only; loopback,
+transition (registered on services/hooks.py's ``on_transition``, so no service calls it by
+name) and sent by triggers/webhooks.py. The address rule (http(s) only; loopback,
 link-local, private and other non-public addresses refused unless WEBHOOK_ALLOW_PRIVATE) is
 checked when an endpoint is created and again, on the resolved addresses, before each delivery:
 a name that resolved to a public address yesterday may resolve to 127.0.0.1 today.
@@ -27,13 +28,14 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from designrun.database import write_transaction
 from designrun.errors import InvalidRequestError, NotFoundError
 from designrun.extensions import db
-from designrun.models import Run, WebhookDelivery, WebhookEndpoint
+from designrun.models import TERMINAL, Run, RunTransition, WebhookDelivery, WebhookEndpoint
 from designrun.models.types import utcnow, uuid7
+from designrun.services import hooks
 
 EVENT_TYPES = ("run.completed", "run.failed", "run.cancelled")
 MAX_ENDPOINTS_PER_ACCOUNT = 20
@@ -253,3 +255,12 @@ def enqueue_for_run(session: Session, run: Run) -> int:
             )
         )
     return len(wanted)
+
+
+@hooks.on_transition
+def _enqueue_on_finish(run: Run, transition: RunTransition) -> None:
+    """The hook: a run that just became terminal has its deliveries queued in its transaction."""
+    if transition.to_status in TERMINAL and transition.from_status not in TERMINAL:
+        session = object_session(run)
+        if session is not None:
+            enqueue_for_run(session, run)

@@ -2,20 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from designrun.config import runner_backend as selected_backend
 
-
-def selected_backend(config: Mapping[str, Any]) -> str | None:
-    """The backend new runs are sent to (API.md § Environment).
-
-    RUNNER_BACKEND when set (``none`` gives None: no runner is started and runs stay ``queued``
-    until some runner reports); otherwise ``daytona`` when DAYTONA_API_URL is set, else
-    ``local``, the built-in runner on this host.
-    """
-    backend = config.get("RUNNER_BACKEND")
-    if backend == "none":
-        return None
-    if backend:
-        return str(backend)
-    return "daytona" if config.get("DAYTONA_API_URL") else "local"
+__all__ = ["selected_backend"]

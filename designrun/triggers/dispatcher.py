@@ -1,7 +1,8 @@
 """Sends pending runner triggers (the outbox) from a thread pool, with retries and backoff.
 
 How a trigger travels:
-1. ``create_run`` writes the run and its Trigger row in one transaction, then calls ``wake``.
+1. ``create_run`` writes the run and its Trigger row in one transaction, then tells
+   services/hooks.py, where this module registered ``wake`` (services never import triggers).
 2. ``run_once`` finds due rows and *leases* each one (``claimed_until``) with a conditional
    UPDATE, so that one process only sends it, whatever number of workers or hosts poll.
 3. ``process`` sends the job; on success the row is deleted. On failure it records the attempt
@@ -37,10 +38,10 @@ from sqlalchemy import delete, or_, select, update
 from designrun import observability
 from designrun.database import write_transaction
 from designrun.extensions import db
-from designrun.models import Run, RunStatus, Trigger
+from designrun.models import DispatchState, FailureReason, Run, RunStatus, Trigger
 from designrun.models.types import utcnow
-from designrun.services import runs
-from designrun.triggers.daytona import TriggerError, send_job
+from designrun.services import hooks, runs
+from designrun.triggers.jobs import TriggerError, send_job
 from designrun.triggers.local import local_runner
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,9 @@ def wake(app: Flask) -> None:
         return
 
 
+hooks.on_work(wake)
+
+
 def run_once(app: Flask) -> int:
     """Lease every due trigger and send it (in the pool if started, else inline); return count."""
     state: _State | None = app.extensions.get(_EXTENSION)
@@ -154,7 +158,13 @@ def _claim(trigger_id: uuid.UUID, now: datetime, lease: datetime) -> bool:
     return bool(result.rowcount == 1)
 
 
-def _renew(trigger_id: uuid.UUID, held: datetime, lease: datetime | None, **values: Any) -> bool:
+def _renew(
+    trigger_id: uuid.UUID,
+    held: datetime,
+    lease: datetime | None,
+    run_id: uuid.UUID | None = None,
+    **values: Any,
+) -> bool:
     """Move our lease ``held`` to ``lease`` (None releases it) and set ``values``.
 
     False when the lease is not ours any more.
@@ -169,6 +179,16 @@ def _renew(trigger_id: uuid.UUID, held: datetime, lease: datetime | None, **valu
             .where(Trigger.id == trigger_id, Trigger.claimed_until == held)
             .values(claimed_until=lease, **values)
         )
+        if result.rowcount == 1 and run_id is not None and "attempts" in values:
+            # The run's visible dispatch info follows the row, in the same transaction.
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    dispatch_attempts=values["attempts"],
+                    dispatch_last_error=values.get("last_error"),
+                )
+            )
     return bool(result.rowcount == 1)
 
 
@@ -217,17 +237,18 @@ def _process(app: Flask, trigger_id: uuid.UUID, held: datetime) -> None:
                 observability.trigger_attempt(trigger.backend, failed=True)
             else:
                 observability.trigger_attempt(trigger.backend, failed=False)
-                _delete(trigger_id)
+                _delete(trigger_id, run.id, trigger.attempts + 1)
                 log.info("run_id=%s: runner started (%s)", run.id, trigger.backend)
                 return
             attempts = trigger.attempts + 1
             run_id = run.id
             if attempts >= config["TRIGGER_MAX_ATTEMPTS"]:
-                if not _renew(trigger_id, held, _lease(app, 0)):
+                final = _lease(app, 0)
+                if not _renew(trigger_id, held, final, run_id, attempts=attempts, last_error=error):
                     return
                 message = f"runner could not be started after {attempts} attempts: {error}"
                 log.warning("run_id=%s: %s", run_id, message)
-                runs.fail_run(run_id, message)
+                runs.fail_run(run_id, message, reason=FailureReason.DISPATCH_FAILED)
                 _delete(trigger_id)
                 return
             delay = backoff(app, attempts)
@@ -247,6 +268,7 @@ def _process(app: Flask, trigger_id: uuid.UUID, held: datetime) -> None:
                     trigger_id,
                     held,
                     None,
+                    run_id,
                     attempts=attempts,
                     last_error=error,
                     next_attempt_at=next_attempt,
@@ -258,6 +280,7 @@ def _process(app: Flask, trigger_id: uuid.UUID, held: datetime) -> None:
                 trigger_id,
                 held,
                 renewed,
+                run_id,
                 attempts=attempts,
                 last_error=error,
                 next_attempt_at=next_attempt,
@@ -286,8 +309,21 @@ def _start_runner(app: Flask, trigger: Trigger, run: Run) -> None:
     send_job(app.config, run, trigger.origin)
 
 
-def _delete(trigger_id: uuid.UUID) -> None:
+def _delete(
+    trigger_id: uuid.UUID, sent_run: uuid.UUID | None = None, attempts: int | None = None
+) -> None:
+    """Delete the row; with ``sent_run``, record on the run that its trigger was delivered."""
     # A Core DELETE: the session's identity map may hold a row another process (or delete_run)
     # has deleted meanwhile, and an ORM delete of it would warn "expected to delete 1 row".
     with write_transaction() as session:
         session.execute(delete(Trigger).where(Trigger.id == trigger_id))
+        if sent_run is not None:
+            session.execute(
+                update(Run)
+                .where(Run.id == sent_run, Run.dispatch_state == DispatchState.PENDING.value)
+                .values(
+                    dispatch_state=DispatchState.SENT.value,
+                    dispatch_attempts=attempts,
+                    dispatched_at=utcnow(),
+                )
+            )

@@ -26,8 +26,8 @@ from typing import Any
 
 from flask import Flask
 
-from designrun.models import Run
-from designrun.triggers.daytona import job_body
+from designrun.models import FailureReason, Run
+from designrun.triggers.jobs import job_body
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,7 @@ class LocalRunner:
                     run_id,
                     f"the local runner exited with code {code} before reporting a final status",
                     only_queued=False,
+                    reason=FailureReason.RUNNER_EXITED,
                 ):
                     log.warning("run_id=%s: local runner died (code %s)", run_id, code)
             except Exception:

@@ -22,6 +22,13 @@ RUN_FIELDS = {
     "updatedAt",
     "startedAt",
     "completedAt",
+    # API.md Part 2 § Run lifecycle
+    "failureReason",
+    "lastHeartbeatAt",
+    "retryOf",
+    "dispatch",
+    "eventCount",
+    "logComplete",
 }
 
 

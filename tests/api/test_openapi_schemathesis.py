@@ -54,8 +54,14 @@ MAX_EXAMPLES = 25
 MAX_EXAMPLES_HASHING = 10
 HASHING = {"POST /api/auth/sign-up/email", "POST /api/auth/sign-in/email"}
 # These change the run so that later cases could only get 404/409: each case gets a new run.
-FRESH_RUN_PER_CASE = {"DELETE /api/design/runs/{runId}", "POST /api/runner/runs/{runId}/status"}
+FRESH_RUN_PER_CASE = {
+    "DELETE /api/design/runs/{runId}",
+    "POST /api/runner/runs/{runId}/status",
+    "POST /api/design/runs/{runId}/cancel",
+}
 FRESH_WEBHOOK_PER_CASE = {"DELETE /api/design/webhooks/{webhookId}"}
+# Only a finished run can be retried (an active one is 409 run_active).
+FINISHED_RUN = {"POST /api/design/runs/{runId}/retry"}
 SESSION_OPERATIONS = {"POST /api/auth/sign-out", "GET /api/auth/get-session"}
 # The drawn ``choice`` (0..4) picks this value for about one case in five: keep the generated
 # runId (with the legacy secret), e-mail and credentials instead of the real ones.
@@ -160,7 +166,7 @@ def test_operation_conforms_to_document_and_never_5xx(app, label, mode):
     api = ([*operation.path.split("/"), "", "", ""])[2]  # runner, design, auth or "" (ops)
     user = make_user(app)
     session_token = _session_token(app, user)
-    shared_run = make_run(app, user, status="running")
+    shared_run = make_run(app, user, status="completed" if label in FINISHED_RUN else "running")
     real_ids = {"runId": str(shared_run.id)}
     if "{artifactId}" in operation.path:
         real_ids["artifactId"] = _upload_artifact(app, shared_run)

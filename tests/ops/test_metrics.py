@@ -97,7 +97,7 @@ def test_runs_created_and_finished_are_counted_by_status_and_reason(app, client)
     finished = "designrun_runs_finished_total"
     assert value(after, created_name) - value(before, created_name) == 1
     completed = {"status": "completed", "reason": "none"}
-    failed = {"status": "failed", "reason": "none"}
+    failed = {"status": "failed", "reason": "runner_exited"}
     assert value(after, finished, **completed) - value(before, finished, **completed) == 1
     assert value(after, finished, **failed) - value(before, finished, **failed) == 1
 
@@ -115,12 +115,8 @@ def test_trigger_attempts_failures_and_pending_triggers(app_factory, receiver):
     after, _ = samples(client)
     attempts = "designrun_trigger_attempts_total"
     failures = "designrun_trigger_failures_total"
-    assert (
-        value(after, attempts, backend="daytona") - value(before, attempts, backend="daytona") == 2
-    )
-    assert (
-        value(after, failures, backend="daytona") - value(before, failures, backend="daytona") == 1
-    )
+    assert value(after, attempts, backend="jobs") - value(before, attempts, backend="jobs") == 2
+    assert value(after, failures, backend="jobs") - value(before, failures, backend="jobs") == 1
     assert value(after, "designrun_triggers_pending") == 0
 
 

@@ -43,7 +43,14 @@ def test_create_answers_before_a_slow_daytona_and_the_job_still_arrives(daytona,
     assert arrived.wait(10), "the job request never reached Daytona"
     assert wait_for(lambda: len(daytona.log) == 1 and trigger_rows(app) == [])
     assert [body["runId"] for body in jobs(daytona)] == [run["id"]]
-    assert get_run(client, token, run["id"])["status"] == "queued"
+    stored = get_run(client, token, run["id"])
+    assert stored["status"] == "queued"
+    assert stored["dispatch"] == {
+        "backend": "jobs",
+        "state": "sent",
+        "attempts": 1,
+        "lastError": None,
+    }
 
 
 def test_started_dispatcher_sends_each_new_run_once(daytona, app_factory):

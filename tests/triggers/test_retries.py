@@ -44,6 +44,13 @@ def test_non_2xx_is_retried_max_attempts_then_run_failed_with_error_event(
     assert f"HTTP {status}" in stored["error"]
     assert f"{attempts} attempts" in stored["error"]
     assert stored["completedAt"] is not None
+    assert stored["failureReason"] == "dispatch_failed"
+    assert stored["dispatch"]["backend"] == "jobs" and stored["dispatch"]["state"] == "failed"
+    assert stored["dispatch"]["attempts"] == attempts
+    assert f"HTTP {status}" in stored["dispatch"]["lastError"]
+    assert [(t["from"], t["to"], t["by"], t["reason"]) for t in stored["transitions"]] == [
+        ("queued", "failed", "system", "dispatch_failed")
+    ]
     events = get_events(client, token, run["id"])
     assert [e["eventType"] for e in events] == ["error"]
     assert f"HTTP {status}" in events[0]["message"]
