@@ -178,7 +178,7 @@ def test_one_delivery_per_event_when_the_sender_is_killed_mid_delivery(
     The row stays leased and pending; when the lease has run out, another process sends it
     again with the same webhook-id, and it is delivered (and counted) once.
     """
-    app, user, token, webhook, secret = hooked
+    app, user, _token, _webhook, secret = hooked
     arrived, release = threading.Event(), threading.Event()
 
     def hold(request: Request) -> Response:
