@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FLASK_APP := designrun
 
-.PHONY: help install run test test-sqlite test-pg lint fmt migrate bench lock clean
+.PHONY: help install run test test-deps test-sqlite test-pg lint fmt migrate bench lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,10 +26,15 @@ run: install ## Install, apply migrations and serve on http://127.0.0.1:$(PORT) 
 test: install lint test-sqlite ## Install, lint, run the suite on SQLite (and on PostgreSQL when TEST_DATABASE_URL is set)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then $(MAKE) --no-print-directory test-pg; fi
 
-test-sqlite: install
+# nginx (Debian's package) for the multi-host test (tests/ops/test_multihost.py); the test starts
+# its own nginx on loopback with a temporary prefix, never the system one.
+test-deps:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "test: installing nginx (Debian package)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
+
+test-sqlite: install test-deps
 	env -u TEST_DATABASE_URL $(BIN)/pytest -q -n 2
 
-test-pg: install ## Run the suite on a fresh PostgreSQL database (TEST_DATABASE_URL, default 127.0.0.1:5432)
+test-pg: install test-deps ## Run the suite on a fresh PostgreSQL database (TEST_DATABASE_URL, default 127.0.0.1:5432)
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} $(BIN)/pytest -q -n 2
 
 lint: install ## ruff check, ruff format --check, mypy
