@@ -316,6 +316,7 @@ class LogCheck:
 
     runs: int = 0
     stored: int = 0
+    duplicated: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -365,28 +366,12 @@ def _check_run(run: str, rows: Sequence[tuple[int, str]], check: LogCheck) -> No
     if seqs != list(range(1, len(rows) + 1)):
         check.problems.append(f"run {run}: sequences are not 1..{len(rows)}")
     keys = [r[1] for r in rows]
+    check.duplicated += len(keys) - len(set(keys))
     if len(set(keys)) != len(keys):
         check.problems.append(f"run {run}: {len(keys) - len(set(keys))} duplicated keys")
     order = [_key_order(k) for k in keys]
     if order != sorted(order):
         check.problems.append(f"run {run}: events stored out of sending order")
-
-
-def ceiling_init_pg(dsn: str) -> None:
-    """The ceiling app's events table on PostgreSQL (its module only creates the SQLite one)."""
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, run_id TEXT NOT NULL,"
-            " seq INTEGER NOT NULL, event_type TEXT NOT NULL, message TEXT, metadata TEXT,"
-            " created_at TIMESTAMPTZ NOT NULL, idempotency_key TEXT)"
-        )
-        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS ux_events_run_seq ON events (run_id, seq)")
-        conn.execute(
-            "CREATE UNIQUE INDEX IF NOT EXISTS ux_events_run_key"
-            " ON events (run_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
-        )
 
 
 def write_runs_file(path: Path, runs: Sequence[tuple[str, str]]) -> Path:

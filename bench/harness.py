@@ -109,6 +109,18 @@ class Server:
         )
         return [int(p) for p in out.stdout.split()]
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the live workers (from /proc)."""
+        total = 0
+        for pid in self.worker_pids():
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # a worker that just exited
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -122,11 +134,13 @@ def gunicorn(
     workers: int,
     chdir: Path | None,
     root: Path = ROOT,
+    worker_class: str | None = None,
 ) -> Iterator[Server]:
-    """Serve ``app`` from ``root`` with its gunicorn.conf.py and ``workers`` sync workers.
+    """Serve ``app`` from ``root`` with its gunicorn.conf.py and ``workers`` workers.
 
-    Access logs go to /dev/null (the same for every server: the bench compares request work,
-    not logging). The control socket is off, so parallel gunicorns never fight over it.
+    The worker class (and threads) are gunicorn.conf.py's unless ``worker_class`` overrides
+    them. Access logs go to /dev/null (the same for every server: the bench compares request
+    work, not logging). The control socket is off, so parallel gunicorns never fight over it.
     """
     port = free_port()
     log_path = workdir / f"{name}.log"
@@ -136,6 +150,8 @@ def gunicorn(
         str(root / "gunicorn.conf.py"),
         "--no-control-socket",
     ]
+    if worker_class is not None:
+        cmd += ["--worker-class", worker_class]
     if chdir is not None:
         cmd += ["--chdir", str(chdir)]
     cmd.append(app)

@@ -40,6 +40,12 @@ class Sweep:
     every: Callable[[Mapping[str, Any]], float]
 
 
+def _orphans(app: Flask) -> int:
+    from designrun.services import orphans
+
+    return orphans.run_once(app)
+
+
 def _webhooks(app: Flask) -> Any:
     from designrun.triggers import webhooks
 
@@ -54,6 +60,11 @@ def _webhooks_every(config: Mapping[str, Any]) -> float:
 
 # The registry: each entry imports its module lazily (see the module docstring).
 SWEEPS: list[Sweep] = [
+    # Failed object deletions and never-registered uploads (services/orphans.py). The sweep's
+    # own lease row decides when a whole pass is due (ORPHAN_SWEEP_INTERVAL); ticks in between
+    # retry due deletions and continue a pass that stopped after its page budget.
+    Sweep("orphans", _orphans, lambda config: min(30.0, float(config["ORPHAN_SWEEP_INTERVAL"]))),
+    # Webhook deliveries due (triggers/webhooks.py), every WEBHOOK_SWEEP_INTERVAL (2 s).
     Sweep("webhooks", _webhooks, _webhooks_every),
 ]
 

@@ -33,9 +33,15 @@ ENVIRONMENT = (
     "S3_BUCKET",
     "S3_ENDPOINT_URL",
     "S3_REGION",
+    "S3_ADDRESSING_STYLE",
+    "S3_PRESIGN_DOWNLOADS",
+    "UPLOAD_URL_TTL",
+    "ORPHAN_GRACE_SECONDS",
+    "ORPHAN_SWEEP_INTERVAL",
     "TRUSTED_ORIGINS",
     "ALLOW_SIGNUP",
     "MAX_UPLOAD_BYTES",
+    "MAX_JSON_BYTES",
     "STORAGE_LOCAL_DIR",
     "SESSION_TTL",
     "TRIGGER_MAX_ATTEMPTS",
@@ -168,6 +174,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         raise ConfigError("designrun: STORAGE_BACKEND must be 'local' or 's3'")
     if storage_backend == "s3" and not _env_str("S3_BUCKET"):
         raise ConfigError("designrun: STORAGE_BACKEND=s3 needs S3_BUCKET")
+    addressing = (_env_str("S3_ADDRESSING_STYLE") or "auto").lower()
+    if addressing not in {"auto", "path", "virtual"}:
+        raise ConfigError("designrun: S3_ADDRESSING_STYLE must be 'auto', 'path' or 'virtual'")
     database_url = _env_str("DATABASE_URL") or (
         "sqlite:///" + os.path.join(instance_path, "designrun.db")
     )
@@ -211,11 +220,24 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "S3_BUCKET": _env_str("S3_BUCKET"),
         "S3_ENDPOINT_URL": _env_str("S3_ENDPOINT_URL"),
         "S3_REGION": _env_str("S3_REGION"),
+        # MinIO and most self-hosted stores want "path" (http://host:9000/bucket/key).
+        "S3_ADDRESSING_STYLE": addressing,
+        # Downloads from s3 storage: a 302 to a presigned GET, or streamed by the service.
+        "S3_PRESIGN_DOWNLOADS": _env_bool("S3_PRESIGN_DOWNLOADS", True),
+        # Lifetime (seconds) of a direct upload URL (POST …/artifacts/uploads).
+        "UPLOAD_URL_TTL": _env_int("UPLOAD_URL_TTL", 3600, minimum=60),
+        # An object under runs/ that no artifact names is removed once it is this old (seconds).
+        "ORPHAN_GRACE_SECONDS": _env_int("ORPHAN_GRACE_SECONDS", 86400, minimum=60),
+        # Seconds between two passes of the orphan sweep in each serving process.
+        "ORPHAN_SWEEP_INTERVAL": _env_int("ORPHAN_SWEEP_INTERVAL", 600, minimum=1),
         "STORAGE_LOCAL_DIR": _env_str("STORAGE_LOCAL_DIR")
         or os.path.join(instance_path, "artifacts"),
         "TRUSTED_ORIGINS": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
         "ALLOW_SIGNUP": _env_bool("ALLOW_SIGNUP", True),
         "MAX_UPLOAD_BYTES": _env_int("MAX_UPLOAD_BYTES", 1073741824, minimum=1),
+        # Largest JSON body (event batches); other JSON endpoints are bounded tighter
+        # (api/limits.py). JSON is parsed in memory, uploads are streamed.
+        "MAX_JSON_BYTES": _env_int("MAX_JSON_BYTES", 32 * 1024 * 1024, minimum=1),
         "SESSION_TTL": _env_int("SESSION_TTL", 604800, minimum=60),
         "TRIGGER_MAX_ATTEMPTS": _env_int("TRIGGER_MAX_ATTEMPTS", 5, minimum=1),
         "TRIGGER_TIMEOUT": _env_int("TRIGGER_TIMEOUT", 10, minimum=1),

@@ -100,3 +100,10 @@ class RateLimitedError(ApiError):
 class DatabaseUnavailableError(ApiError):
     status = 503
     code = "database_unavailable"
+
+
+class StorageUnavailableError(ApiError):
+    """503: the object store is down or failing; nothing half-written was left behind."""
+
+    status = 503
+    code = "storage_unavailable"

@@ -9,22 +9,29 @@ from designrun.api import webhooks as _webhooks  # noqa: F401  (adds its routes 
 from designrun.api.auth import auth_api
 from designrun.api.design import design_api
 from designrun.api.errors import register_error_handlers
+from designrun.api.limits import check_declared_length
 from designrun.api.openapi import openapi_api
 from designrun.api.operations import operations_api
+from designrun.api.parsing import is_json_request
 from designrun.api.runner import runner_api
+from designrun.api.uploads import uploads_api
 
 # Every /api route must belong to one of these; tests/api/test_audit.py checks it.
-BLUEPRINTS = (runner_api, design_api, auth_api, openapi_api)
+BLUEPRINTS = (runner_api, design_api, auth_api, openapi_api, uploads_api)
 
 
 def _check_body_size() -> None:
-    """413 on every endpoint for a declared body over MAX_UPLOAD_BYTES, read or not.
+    """413 on every endpoint for a declared body over MAX_UPLOAD_BYTES, read or not, and for a
+    declared JSON body over its endpoint's bound (api/limits.py).
 
-    (Werkzeug also enforces the limit while a body without Content-Length is being read.)
+    (Werkzeug also enforces MAX_UPLOAD_BYTES while a body without Content-Length is being read;
+    parsing.py bounds a JSON body without one while reading it.)
     """
     length = request.content_length
     if length is not None and length > current_app.config["MAX_UPLOAD_BYTES"]:
         raise RequestEntityTooLarge()
+    if is_json_request():
+        check_declared_length()
 
 
 def register_api(app: Flask) -> None:

@@ -6,17 +6,12 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, Response, g, request
-from werkzeug.wsgi import wrap_file
 
-from designrun.api import serializers
+from designrun.api import downloads, serializers
 from designrun.api.parsing import parse_body, parse_query
 from designrun.api.schemas import CancelRun, CreateRun, ListEventsQuery, ListRunsQuery
 from designrun.auth.guards import require_user
-from designrun.errors import NotFoundError
-from designrun.services import lifecycle, runs
-from designrun.storage import get_storage
-from designrun.storage.base import StorageKeyError
-from designrun.storage.keys import safe_file_name
+from designrun.services import artifacts, lifecycle, runs
 
 design_api = Blueprint("design_api", __name__, url_prefix="/api/design")
 
@@ -81,32 +76,9 @@ def list_artifacts(run_id: uuid.UUID) -> dict[str, Any]:
 
 @design_api.get("/runs/<uuid:run_id>/artifacts/<uuid:artifact_id>/content")
 def download_artifact(run_id: uuid.UUID, artifact_id: uuid.UUID) -> Response:
-    """The artifact's bytes, streamed from storage (an addition to API.md: docs/api-decisions.md).
-
-    Always an attachment, sandboxed and never sniffed: a run's HTML must not execute on this
-    origin, where the user's session cookie lives.
-    """
+    """The artifact's bytes (GET and HEAD): API.md § Artifacts at any size, api/downloads.py."""
     artifact = runs.get_artifact(g.account_id, run_id, artifact_id)
-    storage = get_storage()
-    try:
-        stream = storage.open(artifact.storage_key)
-    except (FileNotFoundError, StorageKeyError):
-        raise NotFoundError(
-            "the artifact's object is not in this server's storage", code="object_not_found"
-        ) from None
-    name = safe_file_name(artifact.storage_key.rsplit("/", 1)[-1])
-    response = Response(
-        wrap_file(request.environ, stream, buffer_size=1024 * 1024),
-        mimetype=artifact.content_type or "application/octet-stream",
-        direct_passthrough=True,
-    )
-    size = storage.size(artifact.storage_key)
-    if size is not None:
-        response.content_length = size
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
-    return response
+    return downloads.respond(artifact, artifacts.artifact_object(artifact))
 
 
 @design_api.delete("/runs/<uuid:run_id>")

@@ -12,8 +12,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from designrun.errors import ApiError, DatabaseUnavailableError
+from designrun.errors import (
+    ApiError,
+    DatabaseUnavailableError,
+    PayloadTooLargeError,
+    StorageUnavailableError,
+)
 from designrun.extensions import db
+from designrun.storage.base import ObjectTooLarge, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,19 @@ def register_error_handlers(app: Flask) -> None:
         _rollback()
         log.warning("database unavailable: %s", type(error).__name__)
         return render(DatabaseUnavailableError("the database is unavailable; try again shortly"))
+
+    @app.errorhandler(StorageUnavailable)
+    def handle_storage_down(error: StorageUnavailable) -> Response:
+        _rollback()
+        log.warning("storage unavailable: %s", error)
+        return render(
+            StorageUnavailableError(f"the object storage is unavailable ({error}); try again")
+        )
+
+    @app.errorhandler(ObjectTooLarge)
+    def handle_object_too_large(error: ObjectTooLarge) -> Response:
+        _rollback()
+        return render(PayloadTooLargeError(f"the upload is too large ({error}); nothing stored"))
 
     @app.errorhandler(InternalServerError)
     def handle_internal_error(error: InternalServerError) -> Response:

@@ -27,8 +27,9 @@ _ERROR_TEXT = {
     403: "Forbidden",
     404: "Not found",
     409: "The run is finished (run_finished, runStatus says how) or still active (run_active)",
-    413: "Body larger than MAX_UPLOAD_BYTES",
+    413: "Body larger than its bound (MAX_JSON_BYTES or tighter for JSON, MAX_UPLOAD_BYTES)",
     415: "Body is not JSON",
+    416: "Range not satisfiable (Content-Range: bytes */size)",
     422: "E-mail already registered",
     429: "Too many failed sign-ins (Retry-After)",
     503: "Database unavailable",
@@ -357,25 +358,89 @@ def _run_operations(
                 "responses": _responses(200, _ref(s.ArtifactListOut), (401, 404)),
             }
         },
-        f"{user_run}/artifacts/{{artifactId}}/content": {
+    }
+
+
+def _binary(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    }
+
+
+def _artifact_operations() -> dict[str, dict[str, Any]]:
+    """API.md § Artifacts at any size: direct uploads and ranged/conditional downloads."""
+    errors = _responses(200, {}, (401, 403, 404, 413, 416))
+    download_responses = {
+        "200": _binary("The whole object (attachment, nosniff)"),
+        "206": _binary("One byte range (Content-Range)"),
+        "302": {"description": "s3 storage: a short-lived presigned GET (Location)"},
+        "304": {"description": "Not modified (If-None-Match / If-Modified-Since)"},
+        **{k: v for k, v in errors.items() if k in {"401", "404", "416", "503"}},
+    }
+    download = {
+        "tags": ["design"],
+        "security": _USER,
+        "parameters": [_RUN_ID, _ARTIFACT_ID],
+        "responses": download_responses,
+    }
+    return {
+        "/api/runner/runs/{runId}/artifacts/uploads": {
+            "post": {
+                "operationId": "createUpload",
+                "tags": ["runner"],
+                "summary": "Get a URL to upload one file to directly",
+                "description": (
+                    "Answers a URL, method (PUT) and headers to send one file's bytes with "
+                    "(no bearer: the URL is the credential, for that key only, until expiresAt). "
+                    "s3: a presigned PUT to the bucket; local: a signed URL on this service. "
+                    "Then register the artifact with the JSON form of the artifacts endpoint."
+                ),
+                "security": _RUNNER,
+                "parameters": [_RUN_ID],
+                "requestBody": {"required": True, **_json(_ref(s.DirectUploadRequest))},
+                "responses": _responses(200, _ref(s.DirectUploadOut), (401, 404)),
+            }
+        },
+        "/api/uploads/{token}": {
+            "put": {
+                "operationId": "putUpload",
+                "tags": ["runner"],
+                "summary": "Upload one file's bytes (local storage)",
+                "description": (
+                    "The upload URL of the local backend: the body is streamed to disk "
+                    "(temporary file, fsync, rename). 403 for an expired, tampered or foreign "
+                    "URL or another Content-Type; 413 past its size limit, nothing stored."
+                ),
+                "security": [],
+                "parameters": [
+                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "responses": _responses(200, _ref(s.UploadReceivedOut), (403, 404, 413)),
+            }
+        },
+        "/api/design/runs/{runId}/artifacts/{artifactId}/content": {
             "get": {
                 "operationId": "downloadArtifact",
-                "tags": ["design"],
-                "security": _USER,
-                "description": "The stored object, as an attachment (not in API.md: an addition).",
-                "parameters": [_RUN_ID, _ARTIFACT_ID],
-                "responses": {
-                    "200": {
-                        "description": "The object's bytes",
-                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-                    },
-                    **{
-                        k: v
-                        for k, v in _responses(200, {}, (401, 404)).items()
-                        if k in {"401", "404", "503"}
-                    },
-                },
-            }
+                "summary": "Download an artifact's bytes",
+                "description": (
+                    "ETag/Last-Modified; If-None-Match → 304; one Range → 206 (416 when "
+                    "unsatisfiable; several ranges: the whole body). s3 storage answers 302 to "
+                    "a presigned GET unless S3_PRESIGN_DOWNLOADS=false. 404 external_object for "
+                    "a reference (a key outside the run's prefix)."
+                ),
+                **download,
+            },
+            "head": {
+                "operationId": "headArtifact",
+                "summary": "An artifact's size and validators",
+                "description": "As GET, without the body.",
+                **download,
+            },
         },
     }
 
@@ -385,6 +450,7 @@ _REQUEST_MODELS = [
     s.EventIn,
     s.EventBatch,
     s.ArtifactRegistration,
+    s.DirectUploadRequest,
     s.SignUp,
     s.SignIn,
     s.CreateRun,
@@ -397,6 +463,8 @@ _RESPONSE_MODELS = [
     s.EventStoredOut,
     s.ArtifactStoredOut,
     s.TokenOut,
+    s.DirectUploadOut,
+    s.UploadReceivedOut,
     s.RunEnvelope,
     s.RunListOut,
     s.EventListOut,
@@ -428,7 +496,7 @@ def document() -> dict[str, Any]:
                 "not contain NUL characters (400)."
             ),
         },
-        "paths": _operations(),
+        "paths": {**_operations(), **_artifact_operations()},
         "components": {
             "schemas": defs.get("$defs", {}),
             "securitySchemes": {

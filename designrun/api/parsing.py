@@ -10,10 +10,11 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from flask import current_app, request
+from flask import request
 from pydantic import BaseModel, ValidationError
 
-from designrun.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from designrun.api.limits import read_json_body
+from designrun.errors import InvalidRequestError, UnsupportedMediaTypeError
 from designrun.text import string_problem
 
 M = TypeVar("M", bound=BaseModel)
@@ -35,23 +36,11 @@ def is_json_request() -> bool:
     return mimetype == "application/json" or mimetype.endswith("+json")
 
 
-def _reject_truncated(raw: bytes) -> None:
-    """413 for a body without Content-Length (chunked) that goes on past MAX_UPLOAD_BYTES.
-
-    Werkzeug stops reading such a body at the limit without an error (LimitedStream.readall),
-    which would make it a truncated, "malformed" 400 instead of API.md's 413.
-    """
-    if request.content_length is None and len(raw) >= current_app.config["MAX_UPLOAD_BYTES"]:
-        if request.environ["wsgi.input"].read(1):
-            raise PayloadTooLargeError("request body is larger than MAX_UPLOAD_BYTES")
-
-
 def json_object() -> dict[str, Any]:
     """The request body as a JSON object: 415 without a JSON content type, 400 if malformed."""
     if not is_json_request():
         raise UnsupportedMediaTypeError("expected a JSON body (Content-Type: application/json)")
-    raw = request.get_data(cache=False)
-    _reject_truncated(raw)
+    raw = read_json_body()  # bounded per endpoint (api/limits.py)
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:

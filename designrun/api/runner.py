@@ -18,6 +18,7 @@ from designrun.api.parsing import check_strings, is_json_request, json_object, p
 from designrun.api.schemas import (
     ArtifactFields,
     ArtifactRegistration,
+    DirectUploadRequest,
     EventBatch,
     EventIn,
     StatusUpdate,
@@ -25,7 +26,7 @@ from designrun.api.schemas import (
 from designrun.auth import runner_tokens
 from designrun.auth.sessions import bearer_token
 from designrun.errors import InvalidRequestError, UnauthorizedError, UnsupportedMediaTypeError
-from designrun.services import lifecycle, runs
+from designrun.services import artifacts, lifecycle, runs
 
 runner_api = Blueprint("runner_api", __name__, url_prefix="/api/runner")
 
@@ -82,8 +83,8 @@ def post_events(run_id: uuid.UUID) -> dict[str, Any]:
     return ok(runStatus=status, eventId=str(ids[0]))
 
 
-def _artifact_info(fields: ArtifactFields) -> runs.ArtifactInfo:
-    return runs.ArtifactInfo(
+def _artifact_info(fields: ArtifactFields) -> artifacts.ArtifactInfo:
+    return artifacts.ArtifactInfo(
         artifact_type=fields.artifact_type,
         content_type=fields.content_type,
         size_bytes=fields.size_bytes,
@@ -103,7 +104,7 @@ def _multipart_fields() -> dict[str, Any]:
     if raw_metadata is not None and raw_metadata.strip() != "":
         try:
             data["metadata"] = json.loads(raw_metadata, parse_constant=_reject)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested (issue 6 #7)
             raise InvalidRequestError("metadata: must be a JSON object (as a string)") from None
     return data
 
@@ -117,7 +118,7 @@ def post_artifact(run_id: uuid.UUID) -> dict[str, Any]:
     """API.md § POST /api/runner/runs/:runId/artifacts: JSON registration or multipart upload."""
     if is_json_request():
         registration = parse_body(ArtifactRegistration)
-        artifact, status = runs.register_artifact(run_id, _artifact_info(registration))
+        artifact, status = artifacts.register_artifact(run_id, _artifact_info(registration))
     elif request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
@@ -128,7 +129,7 @@ def post_artifact(run_id: uuid.UUID) -> dict[str, Any]:
             data["contentType"] = upload.mimetype
         check_strings(data, "")
         info = _artifact_info(validate(ArtifactFields, data))
-        artifact, status = runs.upload_artifact(
+        artifact, status = artifacts.upload_artifact(
             run_id, info, cast(BinaryIO, upload.stream), upload.filename
         )
     else:
@@ -140,6 +141,24 @@ def post_artifact(run_id: uuid.UUID) -> dict[str, Any]:
         artifactId=str(artifact.id),
         storageKey=artifact.storage_key,
         sizeBytes=artifact.size_bytes,
+    )
+
+
+@runner_api.post("/runs/<uuid:run_id>/artifacts/uploads")
+def create_upload(run_id: uuid.UUID) -> dict[str, Any]:
+    """API.md § Artifacts at any size: a URL to PUT one file to, then register it (JSON form)."""
+    body = parse_body(DirectUploadRequest)
+    origin = current_app.config["EXPO_PUBLIC_WORKER_ORIGIN"] or request.host_url
+    upload, status = artifacts.create_upload(
+        run_id, body.file_name, body.content_type, body.size_bytes, origin
+    )
+    return ok(
+        runStatus=status,
+        uploadUrl=upload.url,
+        method="PUT",
+        headers=upload.headers,
+        storageKey=upload.storage_key,
+        expiresAt=serializers.timestamp(upload.expires_at),
     )
 
 

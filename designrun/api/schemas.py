@@ -43,7 +43,15 @@ def _integral_float_to_int(value: Any) -> Any:
     return value
 
 
+def _header_safe(value: str) -> str:
+    """A content type is sent back as a header (download, S3): printable ASCII only."""
+    if any(not " " <= char <= "~" for char in value):
+        raise ValueError("must be printable ASCII (no CR, LF or other control characters)")
+    return value
+
+
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_size_limit)]
+ContentType = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_header_safe)]
 Progress = Annotated[float, Field(allow_inf_nan=False)]
 SizeBytes = Annotated[
     int, Field(ge=0, le=MAX_SAFE_INTEGER), BeforeValidator(_integral_float_to_int)
@@ -102,9 +110,7 @@ class EventBatch(RequestModel):
 
 class ArtifactFields(RequestModel):
     artifact_type: Annotated[str, Field(alias="artifactType", min_length=1, max_length=100)]
-    content_type: Annotated[
-        str | None, Field(alias="contentType", min_length=1, max_length=255)
-    ] = None
+    content_type: Annotated[ContentType | None, Field(alias="contentType")] = None
     size_bytes: Annotated[SizeBytes | None, Field(alias="sizeBytes")] = None
     metadata: JsonObject | None = None
     # Checked against the object-key rules by storage/keys.py (one place for those rules).
@@ -119,6 +125,14 @@ class ArtifactRegistration(ArtifactFields):
     """JSON registration of an object uploaded elsewhere: the key is required."""
 
     storage_key: Annotated[str, Field(alias="storageKey", json_schema_extra={"minLength": 1})]
+
+
+class DirectUploadRequest(RequestModel):
+    """POST …/artifacts/uploads: the bytes go to the returned URL, not to this endpoint."""
+
+    file_name: Annotated[str, Field(alias="fileName", min_length=1, max_length=255)]
+    content_type: Annotated[ContentType | None, Field(alias="contentType")] = None
+    size_bytes: Annotated[SizeBytes | None, Field(alias="sizeBytes")] = None
 
 
 # --- Users ------------------------------------------------------------------------------------
@@ -226,6 +240,7 @@ class ArtifactOut(ResponseModel):
     sizeBytes: int | None
     metadata: dict[str, Any]
     createdAt: datetime
+    downloadUrl: str | None
 
 
 class StatusOut(ResponseModel):
@@ -247,6 +262,22 @@ class ArtifactStoredOut(ResponseModel):
     artifactId: str
     storageKey: str
     sizeBytes: int | None
+
+
+class DirectUploadOut(ResponseModel):
+    ok: Literal[True]
+    runStatus: RunStatusName
+    uploadUrl: str
+    method: Literal["PUT"]
+    headers: dict[str, str]
+    storageKey: str
+    expiresAt: datetime
+
+
+class UploadReceivedOut(ResponseModel):
+    ok: Literal[True]
+    storageKey: str
+    sizeBytes: int
 
 
 class TokenOut(ResponseModel):

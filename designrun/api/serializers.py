@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from designrun.models import Artifact, Run, RunEvent, RunTransition, User, UserSession
+from designrun.storage.keys import is_owned
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -81,7 +82,16 @@ def artifact(item: Artifact) -> dict[str, Any]:
         "sizeBytes": item.size_bytes,
         "metadata": item.metadata_ or {},
         "createdAt": timestamp(item.created_at),
+        "downloadUrl": download_url(item),
     }
+
+
+def download_url(item: Artifact) -> str | None:
+    """The path of the artifact's content endpoint; None for a reference (a key outside the
+    run's own prefix, which designrun never reads: docs/api-decisions.md)."""
+    if not is_owned(item.storage_key, item.run_id):
+        return None
+    return f"/api/design/runs/{item.run_id}/artifacts/{item.id}/content"
 
 
 def user(item: User) -> dict[str, Any]:

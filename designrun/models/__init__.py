@@ -12,6 +12,7 @@ from designrun.models.runs import (
     RunStatus,
     RunTransition,
 )
+from designrun.models.storage import StorageDeletion, StorageSweep
 from designrun.models.triggers import Trigger
 from designrun.models.webhooks import WebhookDelivery, WebhookEndpoint
 
@@ -27,6 +28,8 @@ __all__ = [
     "RunStatus",
     "RunTransition",
     "SignInFailure",
+    "StorageDeletion",
+    "StorageSweep",
     "Trigger",
     "User",
     "UserSession",

@@ -207,7 +207,7 @@ class Supervisor:
         progress = payload.get("progress")
         if isinstance(progress, int | float) and not isinstance(progress, bool):
             self.progress = min(1.0, max(0.0, float(progress)))
-            self.client.set_progress(self.progress)  # RunCancelled stops the command
+            self._report_progress()
 
     def _resolve(self, path: str) -> Path:
         candidate = Path(path)
@@ -308,7 +308,7 @@ class Supervisor:
                     self._handle_line(stream, line)
                 if time.monotonic() - last_beat >= self.heartbeat:
                     last_beat = time.monotonic()
-                    self.client.set_progress(self.progress)  # 409 here means: cancelled
+                    self._report_progress()
             code = self.process.wait()
             self._upload_outputs()
         except RunCancelled:
@@ -324,6 +324,19 @@ class Supervisor:
                 "failed", f"command exited with code {code}" + (f":\n{tail}" if tail else "")
             )
         return code
+
+    def _report_progress(self) -> None:
+        """Report progress (a liveness beat too); RunCancelled (409) stops the command.
+
+        Any other failure is not worth the run: a progress report the server refused (4xx) or
+        that ran out of retries is logged, and the next one carries the same information.
+        """
+        try:
+            self.client.set_progress(self.progress)
+        except RunCancelled:
+            raise
+        except RunnerError as exc:
+            log.warning("run %s: progress report not sent: %s", self.client.run_id, exc)
 
     def _finish(self, status: str, error: str | None) -> None:
         try:
@@ -342,11 +355,12 @@ class Supervisor:
 
 
 def _pump(stream: IO[bytes], name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
-    """Forward each line of a pipe, then a None marking its end."""
-    for raw in iter(stream.readline, b""):
-        # NUL cannot be stored (PostgreSQL) and the client refuses it: make it visible instead.
-        text = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\x00", "\ufffd")
-        lines.put((name, text))
+    """Forward each line of a pipe, then a None marking its end; the pipe is closed after."""
+    with stream:
+        for raw in iter(stream.readline, b""):
+            # NUL cannot be stored (PostgreSQL) and the client refuses it: make it visible.
+            text = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\x00", "\ufffd")
+            lines.put((name, text))
     lines.put((name, None))
 
 

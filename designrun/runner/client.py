@@ -35,6 +35,7 @@ from typing import Any
 
 import requests
 
+from designrun.runner import direct
 from designrun.runner.wire import (
     _RETRYABLE_EXCEPTIONS,
     MAX_BATCH,
@@ -81,6 +82,7 @@ class RunnerClient:
         timeout: float = 30.0,
         refresh_margin: float = 300.0,
         session: requests.Session | None = None,
+        direct_upload_threshold: int | None = direct.DEFAULT_THRESHOLD,
         request_id: str | None = None,
     ) -> None:
         if not isinstance(token, str) or not token.strip() or not token.strip().isprintable():
@@ -107,10 +109,16 @@ class RunnerClient:
         self._backoff_cap = backoff_cap
         self._timeout = timeout
         self._refresh_margin = refresh_margin
+        # Files at least this large go straight to the store (None: never); runner/direct.py.
+        self._direct_threshold = direct_upload_threshold
         self._own_session = session is None
         self._session = session if session is not None else requests.Session()
         self._random = random.Random()  # noqa: S311  (jitter, not security)
         self._sleep: Callable[[float], None] = time.sleep  # a seam for tests
+        # Monotonic time before which no request is sent: a 429/503's Retry-After holds for
+        # every sender (the background flusher, an explicit flush, status calls), not only the
+        # request that received it.
+        self._not_before = 0.0
 
         self._token = ""
         self._token_exp: float | None = None
@@ -360,13 +368,23 @@ class RunnerClient:
         content_type: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Upload a file as multipart/form-data, streamed from disk, and register it.
+        """Upload a file, streamed from disk, and register it.
 
-        Each attempt re-opens the file, so a retried upload sends the whole file again; its
-        idempotency key makes the server keep only one artifact.
-        Raises OSError when the file cannot be read.
+        From ``direct_upload_threshold`` bytes on (and without a ``storage_key``) the file goes
+        to a direct upload URL (runner/direct.py), else as multipart/form-data. Each attempt
+        re-opens the file, so a retried upload sends the whole file again; its idempotency key
+        makes the server keep only one artifact. Raises OSError when the file cannot be read.
         """
         path = os.fspath(path)
+        threshold = self._direct_threshold
+        if storage_key is None and threshold is not None and os.path.getsize(path) >= threshold:
+            guessed = content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+            answer = direct.upload(
+                self, path, artifact_type, content_type=guessed, metadata=metadata
+            )
+            if answer is not None:
+                return answer
+            self._direct_threshold = None  # an older server: multipart from now on
         fields = [("artifactType", artifact_type), ("idempotencyKey", self._artifact_key())]
         if storage_key is not None:
             fields.append(("storageKey", storage_key))
@@ -489,6 +507,11 @@ class RunnerClient:
             attempt += 1
             if refresh:
                 self._maybe_refresh(deadline)
+            wait = self._not_before - time.monotonic()
+            if attempt == 1 and wait > 0:
+                # Another sender was told to wait (later attempts of this call wait their own
+                # backoff, which honours the Retry-After they received).
+                self._pause(wait, deadline, background, endpoint)
             timeout = self._timeout
             if deadline is not None:
                 timeout = min(timeout, deadline - time.monotonic())
@@ -512,6 +535,9 @@ class RunnerClient:
                 if 300 <= status < 500 and status != 429:
                     raise self._final_error(endpoint, response, payload)
                 retry_after = _retry_after(response) if status in (429, 503) else None
+                if retry_after is not None:
+                    held = time.monotonic() + min(self._backoff_cap, retry_after)
+                    self._not_before = max(self._not_before, held)
                 detail = f"HTTP {status}" + (f" {code}" if code else "")
             if attempt >= self._max_attempts:
                 raise RunnerError(

@@ -14,6 +14,9 @@ The logic (idempotency keys, per-run sequence numbers, order) is written once in
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,9 +26,18 @@ from typing import Any, Protocol
 from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 
-from designrun.errors import RunNotFoundError
+from designrun.database import (
+    PgConnections,
+    SqliteWriter,
+    pg_connections,
+    sqlite_writer,
+    write_transaction,
+)
+from designrun.errors import DatabaseUnavailableError, RunNotFoundError
 from designrun.models import Run, RunEvent
 from designrun.models.types import utcnow, uuid7
+
+log = logging.getLogger(__name__)
 
 # Idempotency-key lookups go in chunks: SQLite allows a limited number of bound parameters.
 KEY_CHUNK = 500
@@ -196,3 +208,266 @@ def rows_for(conn: Connection) -> EventRows:
     if conn.dialect.name == "sqlite":
         return SqliteEvents(conn.connection.driver_connection)
     return CoreEvents(conn)
+
+
+# --- the hot path: append(), per database --------------------------------------------------------
+
+
+def append(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[uuid.UUID], str]:
+    """Store ``events`` for the run in one transaction; their ids and the run's status.
+
+    The runner API's hot path. On a SQLite file, concurrent requests of a process are
+    committed together (``_GroupCommit``); on PostgreSQL plain psycopg statements run on this
+    process's own connections; anything else goes through SQLAlchemy. Either way no answer
+    leaves before its events are committed (to the configured ``synchronous`` level), and a
+    request's events are stored all or none.
+    """
+    from designrun.extensions import db
+
+    engine = db.engine
+    writer = sqlite_writer(engine)
+    if writer is not None:
+        return _GroupCommit.of(writer).append(_Job(run_id, _prepare(events)))
+    pool = pg_connections(engine)
+    if pool is not None:
+        return _pg_append(pool, run_id, _prepare(events))
+    with write_transaction() as session:
+        return store_events(rows_for(session.connection()), run_id, events)
+
+
+_Prepared = tuple[uuid.UUID, str, "str | None", str, "str | None"]  # id, type, msg, meta, key
+
+
+def _prepare(events: Sequence[NewEvent]) -> list[_Prepared]:
+    """What can be computed before the write lock: ids and serialised metadata."""
+    return [
+        (uuid7(), e.event_type, e.message, json.dumps(e.metadata or {}), e.idempotency_key)
+        for e in events
+    ]
+
+
+def _assign(
+    prepared: list[_Prepared], known: dict[str, uuid.UUID], sequence: int
+) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, int, _Prepared]]]:
+    """``store_events``'s rule on prepared events: known keys keep their id, others are new."""
+    ids: list[uuid.UUID] = []
+    new: list[tuple[uuid.UUID, int, _Prepared]] = []
+    for event in prepared:
+        key = event[4]
+        if key is not None and key in known:
+            ids.append(known[key])
+            continue
+        sequence += 1
+        if key is not None:
+            known[key] = event[0]
+        new.append((event[0], sequence, event))
+        ids.append(event[0])
+    return ids, new
+
+
+class _Job:
+    """One request's events waiting for a group commit, then its outcome."""
+
+    __slots__ = ("done", "error", "ids", "prepared", "run_id", "status")
+
+    def __init__(self, run_id: uuid.UUID, prepared: list[_Prepared]) -> None:
+        self.run_id = run_id
+        self.prepared = prepared
+        self.done = False
+        self.ids: list[uuid.UUID] = []
+        self.status = ""
+        self.error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Commit the concurrent requests of one process in one SQLite transaction.
+
+    The first request to arrive while no commit is under way becomes the leader: it takes
+    everything queued so far, takes the write lock (SqliteWriter: mutex, then flock), stores
+    each request's events in turn, commits once and wakes the others with their outcome.
+    Requests that arrive meanwhile queue for the next leader. SQLite has one writer at a time,
+    so every BEGIN/COMMIT and lock hand-over saved is throughput; under sync workers (one
+    request per process at a time) a group is just one request. A request that fails alone
+    (unknown run) writes nothing and does not disturb the others; a failed COMMIT fails them
+    all, and none of them was stored.
+    """
+
+    def __init__(self, writer: SqliteWriter) -> None:
+        self.writer = writer
+        self.cond = threading.Condition()
+        self.queue: list[_Job] = []
+        self.leading = False
+
+    @classmethod
+    def of(cls, writer: SqliteWriter) -> _GroupCommit:
+        group = writer.extras.get("group")
+        if group is None:
+            group = writer.extras.setdefault("group", cls(writer))
+        return group  # type: ignore[no-any-return]
+
+    def append(self, job: _Job) -> tuple[list[uuid.UUID], str]:
+        with self.cond:
+            self.queue.append(job)
+            while not job.done and self.leading:
+                self.cond.wait()
+            lead = not job.done
+            if lead:
+                self.leading = True
+                batch, self.queue = self.queue, []
+        if lead:
+            try:
+                self._commit(batch)
+            finally:
+                with self.cond:
+                    self.leading = False
+                    self.cond.notify_all()
+        if job.error is not None:
+            if isinstance(job.error, sqlite3.OperationalError | sqlite3.InterfaceError):
+                raise _unavailable(job.error) from job.error
+            raise job.error
+        return job.ids, job.status
+
+    def _commit(self, batch: list[_Job]) -> None:
+        writer = self.writer
+        try:
+            with writer.locked():
+                conn = writer.connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for job in batch:
+                        try:
+                            job.ids, job.status = _store_sqlite(conn, job)
+                        except RunNotFoundError as exc:  # raised before anything is written
+                            job.error = exc
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except BaseException as exc:
+            if isinstance(exc, sqlite3.Error) and writer.conn is not None:
+                writer.conn.close()  # reopened by the next writer (the file may have moved)
+                writer.conn = None
+            for job in batch:
+                job.error = exc
+            raise
+        finally:
+            for job in batch:
+                job.done = True
+
+
+_SQLITE_LOCK_KEY = (
+    "SELECT status, (SELECT MAX(sequence) FROM run_events WHERE run_id = ?1),"
+    " (SELECT id FROM run_events WHERE run_id = ?1 AND idempotency_key = ?2)"
+    " FROM runs WHERE id = ?1"
+)
+
+
+def _store_sqlite(conn: sqlite3.Connection, job: _Job) -> tuple[list[uuid.UUID], str]:
+    """``store_events`` on prepared events, inside the group's transaction."""
+    run = job.run_id.hex
+    prepared = job.prepared
+    known: dict[str, uuid.UUID] = {}
+    if len(prepared) == 1 and prepared[0][4] is not None:
+        # The common case, a single keyed event: status, last sequence and key in one step.
+        key = prepared[0][4]
+        row = conn.execute(_SQLITE_LOCK_KEY, (run, key)).fetchone()
+        if row is None:
+            raise RunNotFoundError()
+        if row[2] is not None:
+            known[key] = uuid.UUID(row[2])
+    else:
+        row = conn.execute(_SQLITE_LOCK, (run, run)).fetchone()
+        if row is None:
+            raise RunNotFoundError()
+        wanted = sorted({e[4] for e in prepared if e[4] is not None})
+        reader = SqliteEvents(conn)
+        for start in range(0, len(wanted), KEY_CHUNK):
+            known.update(reader.known_keys(job.run_id, wanted[start : start + KEY_CHUNK]))
+    ids, new = _assign(prepared, known, int(row[1] or 0))
+    if new:
+        now = _sqlite_time(utcnow())
+        conn.executemany(
+            _SQLITE_INSERT,
+            [(i.hex, run, seq, e[1], e[2], e[3], e[4], now) for i, seq, e in new],
+        )
+    return ids, str(row[0])
+
+
+# --- PostgreSQL: plain psycopg, prepared statements, two round trips -----------------------------
+
+_PG_LOCK = "SELECT status FROM runs WHERE id = %s FOR UPDATE"
+_PG_LAST = "SELECT max(sequence) FROM run_events WHERE run_id = %s"
+_PG_KEYS = (
+    "SELECT idempotency_key, id FROM run_events WHERE run_id = %s AND idempotency_key = ANY(%s)"
+)
+_PG_INSERT = (
+    "INSERT INTO run_events (id, run_id, sequence, event_type, message, metadata,"
+    " idempotency_key, created_at) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
+)
+
+
+def _pg_append(
+    pool: PgConnections, run_id: uuid.UUID, prepared: list[_Prepared]
+) -> tuple[list[uuid.UUID], str]:
+    import psycopg
+
+    for attempt in (1, 2):
+        try:
+            conn, pooled = pool.take()
+        except psycopg.OperationalError as exc:
+            raise _unavailable(exc) from exc
+        read: list[bool] = []  # set once the reads came back: from then on, writes were sent
+        try:
+            ids, status = _pg_store(conn, run_id, prepared, read)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            conn.close()
+            # A connection that died while idle in the pool (server restart) fails on its
+            # first round trip, before anything was written: one more try on a new one is safe.
+            if attempt == 1 and pooled and not read:
+                continue
+            raise _unavailable(exc) from exc
+        except BaseException:
+            conn.close()  # whatever state it is in, it is not reused
+            raise
+        pool.give_back(conn)
+        return ids, status
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _pg_store(
+    conn: Any, run_id: uuid.UUID, prepared: list[_Prepared], read: list[bool]
+) -> tuple[list[uuid.UUID], str]:
+    """One transaction: lock the run row, read its last sequence and keys, insert, commit.
+
+    Pipelined: the three reads go in one round trip (the server runs them in order, so the
+    last sequence is read after the row lock is granted, in a fresh READ COMMITTED snapshot),
+    the inserts and the COMMIT in another.
+    """
+    wanted = sorted({e[4] for e in prepared if e[4] is not None})
+    with conn.pipeline():
+        lock, last, keys = conn.cursor(), conn.cursor(), conn.cursor()
+        lock.execute(_PG_LOCK, (run_id,))
+        last.execute(_PG_LAST, (run_id,))
+        if wanted:
+            keys.execute(_PG_KEYS, (run_id, wanted))
+        row = lock.fetchone()
+        read.append(True)
+        if row is None:
+            conn.rollback()
+            raise RunNotFoundError()
+        known: dict[str, uuid.UUID] = dict(keys.fetchall()) if wanted else {}
+        ids, new = _assign(prepared, known, int(last.fetchone()[0] or 0))
+        if new:
+            now = utcnow()
+            lock.executemany(
+                _PG_INSERT,
+                [(i, run_id, seq, e[1], e[2], e[3], e[4], now) for i, seq, e in new],
+            )
+        conn.commit()
+    return ids, str(row[0])
+
+
+def _unavailable(exc: BaseException) -> DatabaseUnavailableError:
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return DatabaseUnavailableError("the database is unavailable; try again shortly")

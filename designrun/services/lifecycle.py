@@ -16,6 +16,7 @@ for the system, changes nothing).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 # lastHeartbeatAt is written at most this often per run: every runner request is a heartbeat,
 # and an extra write per event batch would cost the ingestion path its speed.
 HEARTBEAT_RESOLUTION = timedelta(seconds=1)
+_touched: dict[uuid.UUID, float] = {}  # run id → when this process last wrote its heartbeat
+_TOUCHED_MAX = 10_000
 MAX_ERROR = 10_000
 
 
@@ -253,13 +256,20 @@ def apply_runner_status(
 def touch_heartbeat(run_id: uuid.UUID) -> None:
     """Record a runner callback on the run (lastHeartbeatAt), at most once per resolution.
 
-    A read first, so that most event batches pay no extra write; an unknown run is ignored
-    (the endpoint answers its 404).
+    Every runner request is a heartbeat, and the event endpoint is the hot path: this process
+    remembers when it last wrote each run's heartbeat and writes again only after
+    HEARTBEAT_RESOLUTION, so most requests pay neither a read nor a write. Several processes
+    each write at most once per resolution (a conditional UPDATE never moves it backwards). An
+    unknown run is ignored (the endpoint answers its 404).
     """
-    now = utcnow()
-    last = db.session.scalar(select(Run.last_heartbeat_at).where(Run.id == run_id))
-    if last is not None and now - last < HEARTBEAT_RESOLUTION:
+    mono = time.monotonic()
+    last = _touched.get(run_id)
+    if last is not None and mono - last < HEARTBEAT_RESOLUTION.total_seconds():
         return
+    if len(_touched) >= _TOUCHED_MAX:
+        _touched.clear()  # a bound on memory; the cost is one extra write per run
+    _touched[run_id] = mono
+    now = utcnow()
     with write_transaction() as session:
         session.execute(
             update(Run)

@@ -13,9 +13,8 @@ import binascii
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import delete, select, tuple_
@@ -27,8 +26,8 @@ from designrun.errors import InvalidRequestError, NotFoundError, RunNotFoundErro
 from designrun.extensions import db
 from designrun.models import Artifact, Run, RunEvent, RunStatus, Trigger
 from designrun.models.types import utcnow, uuid7
-from designrun.services import hooks
-from designrun.services.event_store import NewEvent, rows_for, store_events
+from designrun.services import event_store, hooks, orphans
+from designrun.services.event_store import NewEvent
 from designrun.services.lifecycle import (
     apply_runner_status,
     cancel_locked,
@@ -38,9 +37,7 @@ from designrun.services.lifecycle import (
     retry_run,
 )
 from designrun.services.run_states import transition
-from designrun.storage import get_storage
-from designrun.storage.base import StorageKeyError
-from designrun.storage.keys import default_key, key_problem, own_prefix, run_prefix
+from designrun.storage.keys import own_prefix, run_prefix
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +46,6 @@ _WITH_EVENT_COUNT = undefer(Run.event_count)  # type: ignore[attr-defined]
 
 # The lifecycle's functions are part of this module's interface (services/lifecycle.py).
 __all__ = ["cancel_run", "fail_run", "retry_run"]
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    artifact_type: str
-    content_type: str | None = None
-    size_bytes: int | None = None
-    metadata: dict[str, Any] | None = None
-    storage_key: str | None = None
-    idempotency_key: str | None = None
 
 
 # --- creation and lookup (users) ---------------------------------------------------------------
@@ -201,6 +188,8 @@ def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
     local runner process is stopped). Objects are deleted after the rows commit: a failure
     there leaves orphaned objects (logged), never a run whose files are gone. Keys outside the
     run's prefix (runs/<runId>/, in whatever letter case its artifacts spelt the id) are kept.
+    The deletions are queued in the same transaction (services/orphans.py): one that fails now
+    (the store is down) is retried by the orphan sweep until it succeeds.
     """
     prefixes = {run_prefix(run_id)}
     with write_transaction() as session:
@@ -220,11 +209,8 @@ def delete_run(account_id: uuid.UUID, run_id: uuid.UUID) -> None:
         session.execute(delete(Artifact).where(Artifact.run_id == run_id))
         session.execute(delete(Trigger).where(Trigger.run_id == run_id))
         session.execute(delete(Run).where(Run.id == run_id))
-    for prefix in sorted(prefixes):
-        try:
-            get_storage().delete_prefix(prefix)
-        except Exception:
-            log.exception("run_id=%s: objects under %s could not be deleted", run_id, prefix)
+        pending = orphans.queue_deletions(session, prefixes)
+    orphans.delete_now(pending)
 
 
 # --- runner reports ------------------------------------------------------------------------------
@@ -267,105 +253,4 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[u
     on SQLite), so concurrent writers of one run are serialised and never share a number.
     Accepted in any run state. Raises RunNotFoundError.
     """
-    with write_transaction() as session:
-        return store_events(rows_for(session.connection()), run_id, events)
-
-
-def _check_key(key: str, run_id: uuid.UUID) -> None:
-    problem = key_problem(key, run_id)
-    if problem is not None:
-        raise InvalidRequestError(f"storageKey: {problem}")
-
-
-def register_artifact(run_id: uuid.UUID, info: ArtifactInfo) -> tuple[Artifact, str]:
-    """Register an object a runner uploaded elsewhere; return the artifact and the run status.
-
-    Raises InvalidRequestError for an unacceptable storageKey, RunNotFoundError.
-    """
-    if info.storage_key is None:
-        raise InvalidRequestError("storageKey: field required")
-    _check_key(info.storage_key, run_id)
-    with write_transaction() as session:
-        status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())
-        if status is None:
-            raise RunNotFoundError()
-        known = _artifact_by_key(run_id, info.idempotency_key)
-        if known is not None:
-            return known, status  # a retry: the original answer, nothing stored again
-        artifact = Artifact(
-            id=uuid7(),
-            run_id=run_id,
-            artifact_type=info.artifact_type,
-            storage_key=info.storage_key,
-            content_type=info.content_type,
-            size_bytes=info.size_bytes,
-            metadata_=info.metadata or {},
-            idempotency_key=info.idempotency_key,
-            created_at=utcnow(),
-        )
-        session.add(artifact)
-    return artifact, status
-
-
-def _artifact_by_key(run_id: uuid.UUID, key: str | None) -> Artifact | None:
-    if key is None:
-        return None
-    return db.session.scalar(
-        select(Artifact).where(Artifact.run_id == run_id, Artifact.idempotency_key == key)
-    )
-
-
-def upload_artifact(
-    run_id: uuid.UUID, info: ArtifactInfo, stream: BinaryIO, file_name: str | None
-) -> tuple[Artifact, str]:
-    """Stream a file into object storage, then register it; return the artifact and run status.
-
-    The upload happens outside any database transaction (it may take minutes and must not hold
-    SQLite's write lock). If registering fails afterwards, the object is removed again, so a
-    failed request leaves nothing behind. A retry (same idempotencyKey) answers the artifact
-    already registered and keeps nothing of its own bytes. Raises InvalidRequestError (also for
-    a key the backend cannot hold, e.g. a file/folder clash on local disk), RunNotFoundError.
-    """
-    known = _artifact_by_key(run_id, info.idempotency_key)
-    if known is not None:
-        return known, run_status(run_id)
-    artifact_id = uuid7()
-    # An explicit empty storageKey is a 400 like any other bad key, not "use the default".
-    key = info.storage_key
-    if key is None:
-        key = default_key(run_id, artifact_id, file_name)
-    _check_key(key, run_id)
-    run_status(run_id)  # 404 before spending time on the upload
-    storage = get_storage()
-    try:
-        size = storage.save_stream(key, stream, info.content_type)
-    except StorageKeyError as exc:
-        raise InvalidRequestError(f"storageKey: {exc}") from None
-    try:
-        with write_transaction() as session:
-            status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update())
-            if status is None:
-                raise RunNotFoundError()
-            # A retry that raced the original upload: the original wins.
-            known = _artifact_by_key(run_id, info.idempotency_key)
-            if known is None:
-                artifact = Artifact(
-                    id=artifact_id,
-                    run_id=run_id,
-                    artifact_type=info.artifact_type,
-                    storage_key=key,
-                    content_type=info.content_type or "application/octet-stream",
-                    size_bytes=size,
-                    metadata_=info.metadata or {},
-                    idempotency_key=info.idempotency_key,
-                    created_at=utcnow(),
-                )
-                session.add(artifact)
-    except BaseException:
-        storage.delete(key)
-        raise
-    if known is not None:
-        if known.storage_key != key:
-            storage.delete(key)
-        return known, status
-    return artifact, status
+    return event_store.append(run_id, events)

@@ -17,7 +17,12 @@ def get_storage() -> Storage:
     if config["STORAGE_BACKEND"] == "s3":
         from designrun.storage.s3 import S3Storage
 
-        storage = S3Storage(config["S3_BUCKET"], config["S3_ENDPOINT_URL"], config["S3_REGION"])
+        storage = S3Storage(
+            config["S3_BUCKET"],
+            config["S3_ENDPOINT_URL"],
+            config["S3_REGION"],
+            config.get("S3_ADDRESSING_STYLE", "auto"),
+        )
     else:
         from designrun.storage.local import LocalStorage
 

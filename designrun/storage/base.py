@@ -1,7 +1,10 @@
-"""The object-storage interface every backend implements."""
+"""The object-storage interface every backend implements, and its errors."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO, Protocol
 
 CHUNK_SIZE = 1024 * 1024
@@ -15,13 +18,50 @@ class StorageKeyError(ValueError):
     """
 
 
+class StorageUnavailable(Exception):
+    """The store is down, refuses us, or failed mid-operation: the API answers 503
+    ``storage_unavailable`` (api/errors.py). Nothing half-written is left at the key."""
+
+
+class ObjectTooLarge(Exception):
+    """A stream went on past the byte limit it was saved with; nothing was stored (413)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a download needs to know about a stored object without reading it."""
+
+    size: int
+    etag: str  # a strong validator, quoted as in HTTP ("…")
+    last_modified: datetime  # timezone-aware UTC
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    last_modified: datetime  # timezone-aware UTC
+
+
 class Storage(Protocol):
-    def save_stream(self, key: str, stream: BinaryIO, content_type: str | None) -> int:
-        """Store ``stream`` at ``key`` in chunks (never whole in memory); return its size."""
+    def save_stream(
+        self, key: str, stream: BinaryIO, content_type: str | None, limit: int | None = None
+    ) -> int:
+        """Store ``stream`` at ``key`` in chunks (never whole in memory); return its size.
+
+        Readers never see a partial object. Raises ObjectTooLarge (nothing stored) when the
+        stream holds more than ``limit`` bytes, StorageKeyError, StorageUnavailable.
+        """
         ...
 
-    def open(self, key: str) -> BinaryIO:
-        """Open the object for reading; raise FileNotFoundError when it does not exist."""
+    def open(self, key: str, start: int = 0, length: int | None = None) -> BinaryIO:
+        """Open the object (or ``length`` bytes of it from ``start``) for reading.
+
+        Raises FileNotFoundError when it does not exist.
+        """
+        ...
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        """Size, ETag and modification time of the object, or None when it does not exist."""
         ...
 
     def size(self, key: str) -> int | None:
@@ -34,4 +74,24 @@ class Storage(Protocol):
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object whose key starts with ``prefix``; return how many."""
+        ...
+
+    def list_objects(self, prefix: str, start_after: str | None = None) -> Iterator[ListedObject]:
+        """Objects under ``prefix`` in key order, after ``start_after`` (paged, lazily)."""
+        ...
+
+    def remove_partials(self, older_than: datetime, prefix: str) -> int:
+        """Remove what interrupted uploads left under ``prefix`` (temporary files, incomplete
+        S3 multipart uploads) begun before ``older_than``; return how many."""
+        ...
+
+    def presign_put(
+        self, key: str, content_type: str | None, size: int | None, expires_in: int
+    ) -> tuple[str, dict[str, str]] | None:
+        """A URL (and the headers to send with it) that PUTs the object, or None when the
+        backend has none (the service then offers its own upload URL)."""
+        ...
+
+    def presign_get(self, key: str, file_name: str, expires_in: int) -> str | None:
+        """A short-lived URL that downloads the object as an attachment, or None."""
         ...

@@ -6,6 +6,9 @@ import re
 import uuid
 
 MAX_KEY_BYTES = 1024
+# One segment of a key becomes a file name on the local backend: most file systems allow 255
+# bytes. S3 would take longer ones, but a key must be servable by either backend (issue 6 #7).
+MAX_SEGMENT_BYTES = 255
 MAX_FILE_NAME = 200
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -16,23 +19,41 @@ def run_prefix(run_id: uuid.UUID) -> str:
     return f"runs/{run_id}/"
 
 
+def _is_runs(segment: str) -> bool:
+    # "runs" in any letter case: a case-insensitive file system (or a careless reader) must
+    # not find another run's objects under RUNS/<id>/.
+    return segment.lower() == "runs"
+
+
 def own_prefix(key: str, run_id: uuid.UUID) -> str | None:
     """The run's ``runs/<id>/`` prefix as ``key`` spells it, if ``key`` is under it; else None.
 
-    key_problem accepts the id in any letter case (UUIDs are case-insensitive), but S3 keys and
-    most file systems are not: ``runs/<ID>/`` is a prefix of its own that a delete must visit.
+    key_problem accepts ``runs`` and the id in any letter case (UUIDs are case-insensitive), but
+    S3 keys and most file systems are not: ``RUNS/<ID>/`` is a prefix of its own that a delete
+    must visit.
     """
     segments = key.split("/", 2)
-    if len(segments) == 3 and segments[0] == "runs" and segments[1].lower() == str(run_id):
-        return f"runs/{segments[1]}/"
+    if len(segments) == 3 and _is_runs(segments[0]) and segments[1].lower() == str(run_id):
+        if segments[2] != "":
+            return f"{segments[0]}/{segments[1]}/"
     return None
+
+
+def is_owned(key: str, run_id: uuid.UUID) -> bool:
+    """True when the service may write, read and delete ``key`` on behalf of ``run_id``.
+
+    Only objects under the run's own ``runs/<runId>/`` prefix are ever written or streamed by
+    the service (issue 6 #1); any other registered key is a reference, listed but never read.
+    """
+    return own_prefix(key, run_id) is not None
 
 
 def key_problem(key: str, run_id: uuid.UUID) -> str | None:
     """Why ``key`` is not an acceptable storageKey for ``run_id``'s runner, or None.
 
     Relative, no leading ``/``, no backslash, no control characters, no empty, ``.`` or ``..``
-    segment, at most 1024 bytes, and not under another run's ``runs/<id>/`` prefix.
+    segment, at most 1024 bytes and 255 per segment, not under another run's ``runs/<id>/``
+    prefix (``runs`` in any letter case), and not ``runs`` or ``runs/<id>`` alone.
     """
     if key == "":
         return "must not be empty"
@@ -50,10 +71,13 @@ def key_problem(key: str, run_id: uuid.UUID) -> str | None:
             return "must not contain an empty segment ('//' or a trailing '/')"
         if segment in {".", ".."}:
             return "must not contain a '.' or '..' segment"
-    if segments[0] == "runs" and len(segments) > 1:
-        owner = segments[1]
-        if owner.lower() != str(run_id):
+        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+            return f"must not have a segment longer than {MAX_SEGMENT_BYTES} bytes"
+    if _is_runs(segments[0]):
+        if len(segments) > 1 and segments[1].lower() != str(run_id):
             return "must not be under another run's prefix (runs/<runId>/)"
+        if len(segments) < 3:
+            return "must name an object under runs/<runId>/, not the prefix itself"
     return None
 
 

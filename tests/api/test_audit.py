@@ -123,7 +123,8 @@ def test_document_and_url_map_list_the_same_operations(app):
         (method.upper(), path)
         for path, operations in openapi.document()["paths"].items()
         for method in operations
-        if path.startswith("/api")
+        if method.upper() not in IGNORED_METHODS  # HEAD is documented where it matters
+        and path.startswith("/api")
     }
     assert routed - UNDOCUMENTED == documented
 

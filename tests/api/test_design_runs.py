@@ -314,6 +314,6 @@ def test_download_of_an_object_stored_elsewhere_is_404(app, signed_in, user):
     )
     artifact_id = r.get_json()["artifactId"]
     r = signed_in.get(f"/api/design/runs/{run.id}/artifacts/{artifact_id}/content")
-    assert r.status_code == 404 and r.get_json()["code"] == "object_not_found"
+    assert r.status_code == 404 and r.get_json()["code"] == "external_object"
     missing = signed_in.get(f"/api/design/runs/{run.id}/artifacts/{uuid.uuid4()}/content")
     assert missing.status_code == 404 and missing.get_json()["code"] == "artifact_not_found"

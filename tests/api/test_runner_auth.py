@@ -199,3 +199,58 @@ def test_session_token_is_not_a_runner_credential(app, client):
     assert_401(
         call(client, run.id, "status", {"status": "running"}, {"Authorization": f"Bearer {token}"})
     )
+
+
+# --- time claims are checked on every use; only signatures are cached (issue 6 item 5) -------
+
+
+def _status(client, run, token):
+    headers = {"Authorization": f"Bearer {token}"}
+    return call(client, run.id, "status", {"progress": 0.5}, headers)
+
+
+def test_token_with_iat_slightly_in_the_future_is_accepted(app, client):
+    """Hosts' clocks differ by a few seconds: a fresh token must not be refused for it."""
+    run = make_run(app, make_user(app))
+    token = sign(app, claims_for(run, iat=int(time.time()) + 2))
+    r = _status(client, run, token)
+    assert r.status_code == 200, r.get_json()
+
+
+def test_token_not_yet_valid_is_401_and_accepted_once_valid(app, client, monkeypatch):
+    from designrun.auth import runner_tokens
+
+    run = make_run(app, make_user(app))
+    now = time.time()
+    token = sign(app, claims_for(run, iat=int(now) + 120, nbf=int(now) + 120))
+    assert_401(_status(client, run, token))
+    monkeypatch.setattr(runner_tokens.time, "time", lambda: now + 121)
+    r = _status(client, run, token)
+    assert r.status_code == 200, r.get_json()
+
+
+def test_cached_token_is_401_once_it_expires(app, client, monkeypatch):
+    from designrun.auth import runner_tokens
+
+    run = make_run(app, make_user(app))
+    now = time.time()
+    token = sign(app, claims_for(run, exp=int(now) + 60))
+    assert _status(client, run, token).status_code == 200
+    later = now + 61
+    monkeypatch.setattr(runner_tokens.time, "time", lambda: later)
+    assert_401(_status(client, run, token))
+
+
+def test_token_with_an_extra_aud_claim_is_accepted(app, client):
+    """API.md: extra claims are allowed, ``aud`` included (PyJWT refuses it by default)."""
+    run = make_run(app, make_user(app))
+    token = sign(app, claims_for(run, aud="designrun-runner", iss="daytona"))
+    r = _status(client, run, token)
+    assert r.status_code == 200, r.get_json()
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+def test_non_numeric_time_claims_are_401(app, client, claim):
+    run = make_run(app, make_user(app))
+    assert_401(_status(client, run, sign(app, claims_for(run, **{claim: "soon"}))))
+    assert_401(_status(client, run, sign(app, claims_for(run, **{claim: True}))))

@@ -182,3 +182,22 @@ def test_bad_arguments_fail_before_any_request(
         with pytest.raises(ValueError):
             client.set_progress(progress)  # type: ignore[arg-type]
     assert fake.seen == []
+
+
+def test_retry_after_holds_for_an_explicit_flush_that_takes_over(
+    fake: FakeRunnerApi, client_factory: ClientFactory
+) -> None:
+    # Found by designrun-runner-check: the final set_status() flushed the events the background
+    # flusher was holding back for a 429's Retry-After, long before it had passed.
+    client = client_factory(fake, backoff_cap=60.0)
+    fake.forced["events"] = [error(429, "rate_limited", {"Retry-After": "30"})]
+    client.event("log", "held back")
+    deadline = time.monotonic() + 10
+    while fake.outcomes("events") != ["forced"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.outcomes("events") == ["forced"]
+    delays: list[float] = []
+    client._sleep = delays.append  # the explicit flush sleeps through this seam
+    client.flush()
+    assert len(delays) == 1 and 25 < delays[0] <= 30, delays
+    assert fake.outcomes("events") == ["forced", "ok"]

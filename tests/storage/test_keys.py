@@ -9,6 +9,7 @@ import pytest
 from designrun.storage.keys import (
     MAX_FILE_NAME,
     MAX_KEY_BYTES,
+    MAX_SEGMENT_BYTES,
     default_key,
     key_problem,
     own_prefix,
@@ -18,6 +19,9 @@ from designrun.storage.keys import (
 
 RUN_ID = uuid.UUID("0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b")
 OTHER_ID = uuid.UUID("0190a5b2-7c3d-7e4f-8a9b-ffffffffffff")
+
+# 1024 bytes in segments of at most 255 bytes.
+SEGMENTS_1024 = "/".join(["k" * 254] * 4) + "/kkkk"
 
 ACCEPTED = [
     pytest.param("a", id="one-segment"),
@@ -31,14 +35,14 @@ ACCEPTED = [
     pytest.param(".hidden/x", id="dot-file"),
     pytest.param("a/.../b", id="three-dots-segment"),
     pytest.param("exports/site.zip", id="outside-runs"),
-    pytest.param("runs", id="bare-runs-word"),
     pytest.param("runsx/other/x", id="runs-lookalike-prefix"),
-    pytest.param(f"RUNS/{OTHER_ID}/x", id="upper-case-runs-is-outside-runs"),
+    pytest.param(f"RUNS/{RUN_ID}/x", id="own-run-prefix-upper-case-runs"),
     pytest.param(f"x/runs/{OTHER_ID}/y", id="runs-not-first-segment"),
     pytest.param("données/été.png", id="non-ascii"),
     pytest.param("a b/c d", id="spaces"),
-    pytest.param("k" * MAX_KEY_BYTES, id="exactly-1024-bytes"),
-    pytest.param("é" * (MAX_KEY_BYTES // 2), id="exactly-1024-bytes-multibyte"),
+    pytest.param(SEGMENTS_1024, id="exactly-1024-bytes"),
+    pytest.param("/".join(["é" * 127] * 4) + "/éé", id="exactly-1024-bytes-multibyte"),
+    pytest.param("k" * MAX_SEGMENT_BYTES, id="255-byte-segment"),
 ]
 
 REJECTED = [
@@ -65,8 +69,15 @@ REJECTED = [
     pytest.param("a\x1fb", "control", id="unit-separator"),
     pytest.param("a\x7fb", "control", id="delete"),
     pytest.param("a\x85b", "control", id="c1-next-line"),
-    pytest.param("k" * (MAX_KEY_BYTES + 1), "1024 bytes", id="1025-bytes"),
+    pytest.param(SEGMENTS_1024 + "k", "1024 bytes", id="1025-bytes"),
     pytest.param("é" * (MAX_KEY_BYTES // 2) + "k", "1024 bytes", id="1025-bytes-multibyte"),
+    pytest.param("k" * (MAX_SEGMENT_BYTES + 1), "255 bytes", id="256-byte-segment"),
+    pytest.param("a/" + "é" * 128, "255 bytes", id="256-byte-segment-multibyte"),
+    pytest.param("runs", "not the prefix itself", id="bare-runs-word"),
+    pytest.param(f"runs/{RUN_ID}", "not the prefix itself", id="bare-own-prefix"),
+    pytest.param("RUNS", "not the prefix itself", id="bare-runs-upper-case"),
+    pytest.param(f"RUNS/{OTHER_ID}/x", "another run", id="upper-case-runs-other-run"),
+    pytest.param(f"Runs/{OTHER_ID}/x", "another run", id="mixed-case-runs-other-run"),
     pytest.param("€" * 342, "1024 bytes", id="342-chars-of-3-bytes"),
     pytest.param(f"runs/{OTHER_ID}/x.png", "another run", id="other-run-prefix"),
     pytest.param(f"runs/{str(OTHER_ID).upper()}/x", "another run", id="other-run-upper-case"),
@@ -106,7 +117,7 @@ def test_run_prefix_is_the_lower_case_id_with_a_trailing_slash():
         (f"runs/{RUN_ID}", None),
         (f"runs/{OTHER_ID}/a.png", None),
         (f"exports/{RUN_ID}/a.png", None),
-        (f"RUNS/{RUN_ID}/a.png", None),
+        (f"RUNS/{RUN_ID}/a.png", f"RUNS/{RUN_ID}/"),
         ("runs", None),
     ],
 )

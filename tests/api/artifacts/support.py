@@ -111,4 +111,7 @@ BAD_KEYS = [
     pytest.param("é" * 513, id="1026-bytes-in-513-chars"),
     pytest.param("runs/{other}/x.png", id="another-runs-prefix"),
     pytest.param("runs/not-a-run/x.png", id="runs-non-uuid"),
+    pytest.param("RUNS/{other}/x.png", id="upper-case-runs-another-run"),
+    pytest.param("runs", id="bare-runs"),
+    pytest.param("k" * 256, id="256-byte-segment"),
 ]

@@ -16,7 +16,7 @@ from tests.factories import make_run, make_user, runner_headers, sign_in
 # --- listing and deleting ----------------------------------------------------------------------
 
 
-def test_owner_lists_artifacts_and_another_account_gets_404(app, client):
+def test_owner_lists_artifacts_and_another_account_gets_404(backend, app, client):
     owner = make_user(app)
     run = make_run(app, owner, status="running")
     register(
@@ -53,8 +53,17 @@ def test_owner_lists_artifacts_and_another_account_gets_404(app, client):
         "sizeBytes",
         "metadata",
         "createdAt",
+        "downloadUrl",
     }
     assert first["runId"] == str(run.id)
+    assert first["downloadUrl"] is None  # a reference outside the run's prefix
+    content = f"/api/design/runs/{run.id}/artifacts/{uploaded['artifactId']}/content"
+    assert second["downloadUrl"] == content
+    with client.get(content) as r:
+        if backend == "s3":  # a presigned GET (tests/api/artifacts/test_download.py)
+            assert r.status_code == 302, r.get_json()
+        else:
+            assert r.data == b"png"
     assert (first["storageKey"], first["contentType"], first["sizeBytes"]) == (
         "exports/site.zip",
         "application/zip",
@@ -103,15 +112,9 @@ def test_delete_removes_the_runs_objects_and_rows_but_nothing_else(app, client, 
             "file": (io.BytesIO(b"2"), "b.txt"),
         },
     )
-    outside = upload(
-        client,
-        app,
-        run,
-        {
-            "artifactType": "c",
-            "storageKey": f"exports/{run.id}/c.txt",
-            "file": (io.BytesIO(b"3"), "c.txt"),
-        },
+    objects.put(f"exports/{run.id}/c.txt", b"3")
+    outside = register(
+        client, app, run, {"artifactType": "c", "storageKey": f"exports/{run.id}/c.txt"}
     )
     objects.put("shared/registered.bin", b"elsewhere")
     register(client, app, run, {"artifactType": "d", "storageKey": "shared/registered.bin"})
