@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FLASK_APP := designrun
 
-.PHONY: help install run test test-deps test-sqlite test-pg lint fmt migrate bench lock clean
+.PHONY: help install run test test-sqlite test-pg tools lint fmt migrate bench lock clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-z0-9_-]*:.*## ' $(MAKEFILE_LIST) | sed 's/\$$(PORT)/$(PORT)/g' \
+		| awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: setup.cfg pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,19 +24,20 @@ run: install ## Install, apply migrations and serve on http://127.0.0.1:$(PORT) 
 	$(BIN)/flask db upgrade
 	PORT=$(PORT) $(BIN)/gunicorn wsgi:app
 
-test: install lint test-sqlite ## Install, lint, run the suite on SQLite (and on PostgreSQL when TEST_DATABASE_URL is set)
+test: install tools lint test-sqlite ## Install, lint, run the suite on SQLite (and on PostgreSQL when TEST_DATABASE_URL is set)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then $(MAKE) --no-print-directory test-pg; fi
 
-# nginx (Debian's package) for the multi-host test (tests/ops/test_multihost.py); the test starts
-# its own nginx on loopback with a temporary prefix, never the system one.
-test-deps:
-	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "test: installing nginx (Debian package)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
-
-test-sqlite: install test-deps
+test-sqlite: install tools ## Run the suite on SQLite only (no lint)
 	env -u TEST_DATABASE_URL $(BIN)/pytest -q -n 2
 
-test-pg: install test-deps ## Run the suite on a fresh PostgreSQL database (TEST_DATABASE_URL, default 127.0.0.1:5432)
+test-pg: install tools ## Run the suite on a fresh PostgreSQL database (TEST_DATABASE_URL, default 127.0.0.1:5432)
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} $(BIN)/pytest -q -n 2
+
+# nginx (Debian's package) is for the multi-host test (tests/ops/test_multihost.py), which starts
+# its own nginx on loopback with a temporary prefix, never the system one.
+tools: ## Install the system tools the tests use (curl, nginx), when missing (Debian/Ubuntu)
+	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 
 lint: install ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .

@@ -1,7 +1,7 @@
 """gunicorn settings for designrun (``gunicorn wsgi:app`` reads this file from the cwd).
 
 Sync workers, 2 x cores + 1: measured steadier than gthread on SQLite, whose busy handler
-sleeps (shared/bench/README.md). Every value can be overridden by GUNICORN_* style flags or
+sleeps (bench/README.md). Every value can be overridden by GUNICORN_* style flags or
 the environment variables read below.
 """
 
@@ -83,3 +83,21 @@ def child_exit(server, worker):
 def on_exit(server):
     if _OWN_METRICS_DIR:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def when_ready(server):
+    """Once the sockets are bound (before any worker is forked): tell the workers the address.
+
+    The local runner calls back to this server's own address, never to one a request names
+    (its Host header); with port 0 the kernel picks the port, so it is read from the socket.
+    """
+    for listener in server.LISTENERS:
+        address = listener.sock.getsockname()
+        if not isinstance(address, tuple):
+            continue  # a Unix socket: set LOCAL_RUNNER_ORIGIN for the local runner
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address[0], address[0])  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if server.cfg.is_ssl else "http"
+        os.environ["DESIGNRUN_BIND_ORIGIN"] = f"{scheme}://{host}:{address[1]}"
+        return

@@ -21,6 +21,9 @@ except ConfigError as exc:
     # 4 is gunicorn's APP_LOAD_ERROR: the arbiter halts instead of respawning the worker.
     sys.exit(4)
 
+import os  # noqa: E402
+
 from designrun import background  # noqa: E402
 
-background.start(app)
+# gunicorn.conf.py's when_ready puts the bound address here: the local runner calls back to it.
+background.start(app, os.environ.get("DESIGNRUN_BIND_ORIGIN"))

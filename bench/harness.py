@@ -135,6 +135,7 @@ def gunicorn(
     chdir: Path | None,
     root: Path = ROOT,
     worker_class: str | None = None,
+    threads: int | None = None,
 ) -> Iterator[Server]:
     """Serve ``app`` from ``root`` with its gunicorn.conf.py and ``workers`` workers.
 
@@ -152,6 +153,8 @@ def gunicorn(
     ]
     if worker_class is not None:
         cmd += ["--worker-class", worker_class]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
     if chdir is not None:
         cmd += ["--chdir", str(chdir)]
     cmd.append(app)

@@ -246,6 +246,7 @@ def run_ingest(bench: Bench, kind: str, db: Database) -> tuple[Target, Target, A
             chdir=BENCH,
             root=bench.args.app_root,
             worker_class=bench.args.worker_class,
+            threads=bench.args.threads,
         ) as ceiling_server,
         gunicorn(
             f"designrun-{kind}",
@@ -256,6 +257,7 @@ def run_ingest(bench: Bench, kind: str, db: Database) -> tuple[Target, Target, A
             chdir=None,
             root=bench.args.app_root,
             worker_class=bench.args.worker_class,
+            threads=bench.args.threads,
         ) as server,
     ):
         ceiling = Target("ceiling", ceiling_server, ceiling_db, ceiling=True)
@@ -612,6 +614,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="gunicorn worker class for both apps, e.g. sync or gthread "
         "(default: gunicorn.conf.py's)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads per gthread worker, both apps"
     )
     parser.add_argument(
         "--app-root",

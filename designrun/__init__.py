@@ -1,8 +1,9 @@
 """designrun: a self-hostable service that runs AI design runs.
 
 create_app() only wires things together: configuration → extensions → blueprints → errors →
-CLI. It opens no connection, runs no migration and starts no thread (wsgi.py starts the trigger
-dispatcher), so the service starts even while the database is down.
+CLI. It opens no connection and runs no migration, so the service starts even while the database
+is down. It starts no thread either (wsgi.py starts gunicorn workers' background work), except
+in the one process ``flask run`` serves from (background.start_under_flask_run).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(overrides)
     finish_config(app.config, app.instance_path)
     _engine_options(app)
+    _trust_proxies(app)
 
     from designrun import models  # noqa: F401  (register the tables on the metadata)
     from designrun.auth import guards  # noqa: F401  (registers the session request loader)
@@ -58,7 +60,25 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     observability.init_app(app)  # first: its request id and timer wrap every other hook
     register_api(app)
     register_cli(app)
+
+    from designrun.background import start_under_flask_run
+
+    # `flask run` serves from this process: start its background work (nothing otherwise).
+    start_under_flask_run(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind TRUSTED_PROXIES reverse proxies, take the client's address and scheme from
+    X-Forwarded-For/-Proto (Werkzeug's ProxyFix; the sign-in limit counts per address).
+
+    The Host is not taken from X-Forwarded-Host: the proxy must pass ``Host`` through.
+    """
+    hops = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def _engine_options(app: Flask) -> None:

@@ -40,10 +40,34 @@ class Sweep:
     every: Callable[[Mapping[str, Any]], float]
 
 
+def _daytona_watchdog(app: Flask) -> int:
+    from designrun.triggers import sandboxes
+
+    return sandboxes.watch_once(app)
+
+
+def _daytona_orphans(app: Flask) -> int:
+    from designrun.triggers import sandboxes
+
+    return sandboxes.clean_orphans_once(app)
+
+
 def _orphans(app: Flask) -> int:
     from designrun.services import orphans
 
     return orphans.run_once(app)
+
+
+def _reap(app: Flask) -> int:
+    from designrun.triggers import reaper
+
+    return reaper.run_once(app)
+
+
+def _local_runs(app: Flask) -> int:
+    from designrun.triggers import local
+
+    return local.run_once(app)
 
 
 def _webhooks(app: Flask) -> Any:
@@ -60,10 +84,28 @@ def _webhooks_every(config: Mapping[str, Any]) -> float:
 
 # The registry: each entry imports its module lazily (see the module docstring).
 SWEEPS: list[Sweep] = [
+    # Each sandbox row has its own next check (DAYTONA_WATCH_INTERVAL); the pass that finds
+    # the due ones is cheap, and frequent so that a finished run's sandbox goes quickly.
+    Sweep("daytona-watchdog", _daytona_watchdog, every=lambda config: 2.0),
+    # The first pass runs at start-up.
+    Sweep(
+        "daytona-orphans",
+        _daytona_orphans,
+        every=lambda config: float(config.get("DAYTONA_CLEAN_INTERVAL") or 600),
+    ),
     # Failed object deletions and never-registered uploads (services/orphans.py). The sweep's
     # own lease row decides when a whole pass is due (ORPHAN_SWEEP_INTERVAL); ticks in between
     # retry due deletions and continue a pass that stopped after its page budget.
     Sweep("orphans", _orphans, lambda config: min(30.0, float(config["ORPHAN_SWEEP_INTERVAL"]))),
+    # runner_lost / start_timeout: a few times per the shorter timeout, at most every 30 s.
+    Sweep(
+        "reaper",
+        _reap,
+        lambda c: min(30.0, max(1.0, min(c["RUN_STALE_AFTER"], c["RUN_START_TIMEOUT"]) / 4)),
+    ),
+    # Local runner processes: cancels reach them, dead ones fail their run (every second, so a
+    # cancel that landed on another worker or host stops the process well within 10 s).
+    Sweep("local-runs", _local_runs, lambda c: 1.0),
     # Webhook deliveries due (triggers/webhooks.py), every WEBHOOK_SWEEP_INTERVAL (2 s).
     Sweep("webhooks", _webhooks, _webhooks_every),
 ]
@@ -75,12 +117,19 @@ class _State:
         self.thread: threading.Thread | None = None
 
 
-def start(app: Flask) -> None:
-    """Start this process's dispatcher (when a runner backend is configured) and sweeps, once."""
+def start(app: Flask, bind_origin: str | None = None) -> None:
+    """Start this process's dispatcher (when a runner backend is configured) and sweeps, once.
+
+    ``bind_origin`` is where this server listens (``http://127.0.0.1:8000``): the local runner
+    calls back there. gunicorn.conf.py finds it once the sockets are bound and hands it to the
+    workers as DESIGNRUN_BIND_ORIGIN (wsgi.py); ``flask run`` takes it from its own options.
+    """
     if app.extensions.get(_EXTENSION) is not None:
         return
     state = _State()
     app.extensions[_EXTENSION] = state
+    if bind_origin:
+        app.config["LOCAL_RUNNER_BIND_ORIGIN"] = bind_origin.rstrip("/")
 
     from designrun.triggers import dispatcher, selected_backend
 
@@ -91,6 +140,36 @@ def start(app: Flask) -> None:
             target=_loop, args=(app, state), name="dr-sweeps", daemon=True
         )
         state.thread.start()
+
+
+def start_under_flask_run(app: Flask) -> bool:
+    """Start background work when this process is the one ``flask run`` serves from.
+
+    Called by create_app. Only the ``run`` command serves: other commands (``db upgrade``,
+    ``users create``) and apps built outside the CLI (tests, gunicorn) start nothing here. With
+    the reloader, the parent process only watches files; its child (WERKZEUG_RUN_MAIN) serves.
+    """
+    import click
+    from flask.helpers import get_debug_flag
+    from werkzeug.serving import is_running_from_reloader
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.info_name != "run" or "port" not in ctx.params:
+        return False
+    reload = ctx.params.get("reload")
+    if reload is None:
+        reload = get_debug_flag()
+    if reload and not is_running_from_reloader():
+        return False
+    host = str(ctx.params.get("host") or "127.0.0.1")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "localhost": "127.0.0.1"}.get(host, host)  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if ctx.params.get("cert") else "http"
+    start(app, f"{scheme}://{host}:{ctx.params['port']}")
+    # Beside flask's own " * Running on …" lines (logging is not configured under flask run).
+    click.echo(" * designrun: background work started (trigger dispatcher, sweeps)", err=True)
+    return True
 
 
 def stop(app: Flask, wait: bool = True) -> None:

@@ -39,6 +39,7 @@ ENVIRONMENT = (
     "ORPHAN_GRACE_SECONDS",
     "ORPHAN_SWEEP_INTERVAL",
     "TRUSTED_ORIGINS",
+    "TRUSTED_PROXIES",
     "ALLOW_SIGNUP",
     "MAX_UPLOAD_BYTES",
     "MAX_JSON_BYTES",
@@ -56,10 +57,26 @@ ENVIRONMENT = (
     "RUN_STALE_AFTER",
     "RUN_START_TIMEOUT",
     "DESIGNRUN_INSTANCE_PATH",
+    "DAYTONA_TARGET",
+    "DAYTONA_SNAPSHOT",
+    "DAYTONA_IMAGE",
+    "DAYTONA_CPU",
+    "DAYTONA_MEMORY",
+    "DAYTONA_DISK",
+    "DAYTONA_AUTO_STOP_MINUTES",
+    "DAYTONA_AUTO_DELETE_MINUTES",
+    "DAYTONA_KEEP_SECONDS",
+    "DAYTONA_NETWORK_ALLOW",
+    "DAYTONA_AGENT_COMMAND",
+    "DAYTONA_CREATE_TIMEOUT",
+    "DAYTONA_WATCH_INTERVAL",
+    "DAYTONA_CLEAN_INTERVAL",
     "DESIGNRUN_SQLITE_SYNCHRONOUS",
     "METRICS_TOKEN",
     "LOG_FORMAT",
     "WEBHOOK_ALLOW_PRIVATE",
+    # Set by gunicorn.conf.py for its workers (the bound address), not by operators.
+    "DESIGNRUN_BIND_ORIGIN",
 )
 
 
@@ -112,33 +129,74 @@ def _env_str(name: str) -> str | None:
     return raw.strip()
 
 
-def persistent_secret(instance_path: str | os.PathLike[str], name: str) -> str:
+def ensure_instance_folder(instance_path: str | os.PathLike[str]) -> None:
+    """Create the instance folder (database, secrets, local artifacts live there by default).
+
+    Raises ConfigError (one line) when it cannot be created.
+    """
+    try:
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"designrun: cannot create the instance folder {instance_path} "
+            f"({exc.strerror or exc}); set DESIGNRUN_INSTANCE_PATH to a writable folder"
+        ) from None
+
+
+def persistent_secret(
+    instance_path: str | os.PathLike[str], name: str, variable: str | None = None
+) -> str:
     """Return the secret kept in ``instance/<name>``, creating it once (mode 0600).
 
     Several gunicorn workers may start at the same moment: the secret is written to a
-    private temporary file and then hard-linked into place, which fails for all but the first
-    writer; the others read the winner's file. A reader never sees a half-written secret.
+    private temporary file (synced) and then hard-linked into place, which fails for all but
+    the first writer; the others read the winner's file. A reader never sees a half-written
+    secret. Raises ConfigError (one line naming the file and ``variable``) when the file cannot
+    be written, or holds an empty or short secret (it is never replaced silently: sessions and
+    tokens signed with it would all stop working).
     """
+    variable = variable or name.upper()
     directory = Path(instance_path)
-    directory.mkdir(parents=True, exist_ok=True)
+    ensure_instance_folder(directory)
     target = directory / name
     try:
-        value = target.read_text().strip()
-        if value:
-            return value
-    except FileNotFoundError:
-        pass
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mkstemp: mode 0600
+        value = _read_secret(target, variable)
+        if value is None:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mode 0600
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+                    handle.flush()
+                    os.fsync(handle.fileno())  # a power cut must not leave an empty secret
+                try:
+                    os.link(tmp, target)
+                except FileExistsError:
+                    pass
+            finally:
+                os.unlink(tmp)
+            value = _read_secret(target, variable)
+    except OSError as exc:
+        raise ConfigError(
+            f"designrun: cannot write {target} ({exc.strerror or exc}); make the instance folder "
+            f"writable or set {variable}"
+        ) from None
+    if value is None:  # pragma: no cover - deleted again between link and read
+        raise ConfigError(f"designrun: {target} vanished while starting; start again")
+    return value
+
+
+def _read_secret(target: Path, variable: str) -> str | None:
+    """The secret in ``target``; None when there is no such file; ConfigError when too short."""
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(tmp)
-    return target.read_text().strip()
+        value = target.read_text().strip()
+    except FileNotFoundError:
+        return None
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"designrun: {target} is empty or shorter than {MIN_SECRET_LENGTH} characters; "
+            f"delete it to have a new {variable} generated, or set {variable}"
+        )
+    return value
 
 
 def normalise_database_url(url: str) -> str:
@@ -184,15 +242,10 @@ def load_config(instance_path: str) -> dict[str, Any]:
     backend = (_env_str("RUNNER_BACKEND") or "").lower() or None
     if backend not in {None, "jobs", "daytona", "local", "none"}:
         raise ConfigError("designrun: RUNNER_BACKEND must be 'local', 'jobs', 'daytona' or 'none'")
-    if backend in {"jobs", "daytona"} and not _env_str("DAYTONA_API_URL"):
-        raise ConfigError(f"designrun: RUNNER_BACKEND={backend} needs DAYTONA_API_URL")
+    if backend == "jobs" and not _env_str("DAYTONA_API_URL"):
+        raise ConfigError("designrun: RUNNER_BACKEND=jobs needs DAYTONA_API_URL")
     if backend == "daytona":
-        # Until the Daytona sandbox backend exists, the old name keeps meaning the job request.
-        log.warning(
-            "designrun: RUNNER_BACKEND=daytona is the job request, now named 'jobs'; set "
-            "RUNNER_BACKEND=jobs (the name 'daytona' is changing to mean Daytona sandboxes)"
-        )
-        backend = "jobs"
+        _check_sandbox_settings()
     return {
         "RUNNER_AUTH_SECRET": runner_secret,
         "SECRET_KEY": secret_key,
@@ -233,12 +286,15 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "STORAGE_LOCAL_DIR": _env_str("STORAGE_LOCAL_DIR")
         or os.path.join(instance_path, "artifacts"),
         "TRUSTED_ORIGINS": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
+        # Reverse proxies in front of the service (each appends to X-Forwarded-For): the client
+        # address and scheme are taken from that many hops back. 0: the headers are ignored.
+        "TRUSTED_PROXIES": _env_int("TRUSTED_PROXIES", 0, minimum=0),
         "ALLOW_SIGNUP": _env_bool("ALLOW_SIGNUP", True),
         "MAX_UPLOAD_BYTES": _env_int("MAX_UPLOAD_BYTES", 1073741824, minimum=1),
         # Largest JSON body (event batches); other JSON endpoints are bounded tighter
         # (api/limits.py). JSON is parsed in memory, uploads are streamed.
         "MAX_JSON_BYTES": _env_int("MAX_JSON_BYTES", 32 * 1024 * 1024, minimum=1),
-        "SESSION_TTL": _env_int("SESSION_TTL", 604800, minimum=60),
+        "SESSION_TTL": _env_int("SESSION_TTL", 604800, minimum=1),
         "TRIGGER_MAX_ATTEMPTS": _env_int("TRIGGER_MAX_ATTEMPTS", 5, minimum=1),
         "TRIGGER_TIMEOUT": _env_int("TRIGGER_TIMEOUT", 10, minimum=1),
         # Seconds before the 2nd attempt; doubles per attempt (1, 2, 4, 8 by default).
@@ -247,6 +303,49 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "METRICS_TOKEN": _env_str("METRICS_TOKEN"),
         "LOG_FORMAT": _log_format(),
         "WEBHOOK_ALLOW_PRIVATE": _env_bool("WEBHOOK_ALLOW_PRIVATE", False),
+        **_sandbox_settings(),
+    }
+
+
+def _check_sandbox_settings() -> None:
+    if not _env_str("DAYTONA_API_KEY"):
+        raise ConfigError(
+            "designrun: RUNNER_BACKEND=daytona needs DAYTONA_API_KEY "
+            "(RUNNER_BACKEND=jobs is the job request to DAYTONA_API_URL)"
+        )
+    if not (_env_str("DAYTONA_SNAPSHOT") or _env_str("DAYTONA_IMAGE")):
+        raise ConfigError(
+            "designrun: RUNNER_BACKEND=daytona needs DAYTONA_SNAPSHOT (or DAYTONA_IMAGE): "
+            "an image with designrun-runner installed (docs/daytona.md)"
+        )
+
+
+def _sandbox_settings() -> dict[str, Any]:
+    """The Daytona sandbox backend's settings (docs/daytona.md § Settings)."""
+
+    def optional_int(name: str) -> int | None:
+        return _env_int(name, 0, minimum=1) if _env_str(name) else None
+
+    return {
+        "DAYTONA_TARGET": _env_str("DAYTONA_TARGET"),
+        "DAYTONA_SNAPSHOT": _env_str("DAYTONA_SNAPSHOT"),
+        "DAYTONA_IMAGE": _env_str("DAYTONA_IMAGE"),
+        # Resources (GiB for memory and disk); Daytona applies them to image-based sandboxes.
+        "DAYTONA_CPU": optional_int("DAYTONA_CPU"),
+        "DAYTONA_MEMORY": optional_int("DAYTONA_MEMORY"),
+        "DAYTONA_DISK": optional_int("DAYTONA_DISK"),
+        # Backstops in case designrun is not there to clean up: Daytona stops an idle sandbox,
+        # then deletes a stopped one (minutes).
+        "DAYTONA_AUTO_STOP_MINUTES": _env_int("DAYTONA_AUTO_STOP_MINUTES", 15, minimum=1),
+        "DAYTONA_AUTO_DELETE_MINUTES": _env_int("DAYTONA_AUTO_DELETE_MINUTES", 60, minimum=0),
+        # How long a finished run's sandbox is kept for debugging (0: deleted at once).
+        "DAYTONA_KEEP_SECONDS": _env_int("DAYTONA_KEEP_SECONDS", 0, minimum=0),
+        # Where else the sandbox may connect besides the callback origin ('*': anywhere).
+        "DAYTONA_NETWORK_ALLOW": _env_str("DAYTONA_NETWORK_ALLOW"),
+        "DAYTONA_AGENT_COMMAND": _env_str("DAYTONA_AGENT_COMMAND"),
+        "DAYTONA_CREATE_TIMEOUT": _env_int("DAYTONA_CREATE_TIMEOUT", 180, minimum=10),
+        "DAYTONA_WATCH_INTERVAL": _env_int("DAYTONA_WATCH_INTERVAL", 10, minimum=1),
+        "DAYTONA_CLEAN_INTERVAL": _env_int("DAYTONA_CLEAN_INTERVAL", 600, minimum=10),
     }
 
 
@@ -259,10 +358,13 @@ def _log_format() -> str:
 
 def finish_config(config: dict[str, Any], instance_path: str) -> None:
     """Fill unset secrets from instance/ and derive Flask's own keys (after overrides)."""
+    ensure_instance_folder(instance_path)
     if not config.get("RUNNER_AUTH_SECRET"):
-        config["RUNNER_AUTH_SECRET"] = persistent_secret(instance_path, "runner_auth_secret")
+        config["RUNNER_AUTH_SECRET"] = persistent_secret(
+            instance_path, "runner_auth_secret", "RUNNER_AUTH_SECRET"
+        )
     if not config.get("SECRET_KEY"):
-        config["SECRET_KEY"] = persistent_secret(instance_path, "secret_key")
+        config["SECRET_KEY"] = persistent_secret(instance_path, "secret_key", "SECRET_KEY")
     _check_secret("RUNNER_AUTH_SECRET", config["RUNNER_AUTH_SECRET"])
     _check_secret("SECRET_KEY", config["SECRET_KEY"])
     config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(config["SQLALCHEMY_DATABASE_URI"])
@@ -278,14 +380,12 @@ def runner_backend(config: Mapping[str, Any]) -> str | None:
     """The backend new runs are sent to (API.md Part 2 § Runner backends).
 
     RUNNER_BACKEND when set (``none`` gives None: no runner is started and runs stay ``queued``
-    until some runner reports; ``daytona`` is read as ``jobs`` until the sandbox backend
-    exists); otherwise ``jobs`` when DAYTONA_API_URL is set, else ``local``.
+    until some runner reports; ``daytona`` is a Daytona sandbox per run, docs/daytona.md);
+    otherwise ``jobs`` when DAYTONA_API_URL is set, else ``local``.
     """
     backend = config.get("RUNNER_BACKEND")
     if backend == "none":
         return None
-    if backend == "daytona":
-        return "jobs"
     if backend:
         return str(backend)
     return "jobs" if config.get("DAYTONA_API_URL") else "local"

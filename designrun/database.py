@@ -24,6 +24,7 @@ descriptor of that file whatever its number of threads.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -35,6 +36,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
 
 _write_intent: ContextVar[bool] = ContextVar("designrun_write_intent", default=False)
 
@@ -86,20 +89,57 @@ class SqliteWriter:
     (services/event_store.py), used only by the holder of ``lock``.
     """
 
+    # Commits between two checkpoints of the WAL into the database file (see ``committed``).
+    CHECKPOINT_EVERY = 100
+
     def __init__(self, database: str) -> None:
         self.database = database
         self.lock = threading.Lock()
         self.fd = os.open(database + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
         self.conn: sqlite3.Connection | None = None
         self.extras: dict[str, Any] = {}  # the event store's group-commit state
+        self.commits = 0
+        self.checkpoint_wanted = threading.Event()
+        self.checkpointer: threading.Thread | None = None
 
     def connection(self) -> sqlite3.Connection:
-        """The fast path's connection (opened on first use, with the engine's pragmas)."""
+        """The fast path's connection (opened on first use, with the engine's pragmas).
+
+        Its commits never checkpoint the WAL themselves (``wal_autocheckpoint=0``): a commit
+        that crosses the threshold would copy pages and fsync while holding the writer lock,
+        and every other writer would wait for the disk. ``committed`` hands that work to a
+        thread that checkpoints outside the lock (SQLite lets writers go on meanwhile).
+        """
         if self.conn is None:
             conn = sqlite3.connect(self.database, timeout=30, check_same_thread=False)
             configure_sqlite(conn)
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             self.conn = conn
         return self.conn
+
+    def committed(self) -> None:
+        """Count a fast-path commit; every CHECKPOINT_EVERY, wake the checkpointer thread."""
+        self.commits += 1
+        if self.commits % self.CHECKPOINT_EVERY:
+            return
+        if self.checkpointer is None or not self.checkpointer.is_alive():
+            self.checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="dr-sqlite-checkpoint", daemon=True
+            )
+            self.checkpointer.start()
+        self.checkpoint_wanted.set()
+
+    def _checkpoint_loop(self) -> None:
+        conn = sqlite3.connect(self.database, timeout=30, check_same_thread=False)
+        configure_sqlite(conn)
+        while True:
+            self.checkpoint_wanted.wait()
+            self.checkpoint_wanted.clear()
+            try:
+                # PASSIVE: copy what no reader still needs, never wait for readers or writers.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed: %s", exc)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

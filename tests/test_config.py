@@ -121,3 +121,47 @@ def test_create_app_opens_no_connection(tmp_path):
         {"INSTANCE_PATH": str(tmp_path), "SQLALCHEMY_DATABASE_URI": "postgresql://u@127.0.0.1:1/x"}
     )
     assert app.name == "designrun"
+
+
+# --- start-up checks (issue 6 item 16) ----------------------------------------------------------
+
+
+def test_a_new_instance_folder_is_created_even_with_both_secrets_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("RUNNER_AUTH_SECRET", "r" * 32)
+    monkeypatch.setenv("SECRET_KEY", "s" * 32)
+    instance = tmp_path / "new" / "instance"
+    app = create_app({"INSTANCE_PATH": str(instance)})
+    assert instance.is_dir()
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()  # the SQLite database lives in the new folder
+        from designrun.extensions import db
+
+        db.engine.dispose()
+    assert (instance / "designrun.db").exists()
+
+
+def test_an_instance_folder_that_cannot_be_created_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError) as info:
+        create_app({"INSTANCE_PATH": str(blocker / "instance")})
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(blocker / "instance") in message and "DESIGNRUN_INSTANCE_PATH" in message
+
+
+@pytest.mark.parametrize("content", ["", "\n", "short"])
+@pytest.mark.parametrize(
+    ("file", "variable"),
+    [("secret_key", "SECRET_KEY"), ("runner_auth_secret", "RUNNER_AUTH_SECRET")],
+)
+def test_an_empty_or_short_secret_file_is_named_as_such(tmp_path, file, variable, content):
+    (tmp_path / file).write_text(content)
+    with pytest.raises(ConfigError) as info:
+        create_app({"INSTANCE_PATH": str(tmp_path)})
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(tmp_path / file) in message and variable in message
+    assert "is set but" not in message

@@ -154,7 +154,7 @@ def test_cancelled_run_stops_its_command_within_seconds(server_env, tmp_path):
         run_id = create_run(session, server, "anything")
         wait_for_status(session, server, run_id, {"running"})
         deadline = time.monotonic() + 30
-        while not pid_file.exists() and time.monotonic() < deadline:
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
             time.sleep(0.1)
         pid = int(pid_file.read_text())
         assert process_alive(pid)

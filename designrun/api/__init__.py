@@ -15,6 +15,7 @@ from designrun.api.operations import operations_api
 from designrun.api.parsing import is_json_request
 from designrun.api.runner import runner_api
 from designrun.api.uploads import uploads_api
+from designrun.auth.guards import renew_session_cookie
 
 # Every /api route must belong to one of these; tests/api/test_audit.py checks it.
 BLUEPRINTS = (runner_api, design_api, auth_api, openapi_api, uploads_api)
@@ -36,6 +37,7 @@ def _check_body_size() -> None:
 
 def register_api(app: Flask) -> None:
     app.before_request(_check_body_size)
+    app.after_request(renew_session_cookie)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     # /livez, /readyz, /metrics: outside /api, unguarded (METRICS_TOKEN is checked by the view).

@@ -52,10 +52,27 @@ def _responses(ok_status: int, ok_schema: dict[str, Any], errors: tuple[int, ...
     return responses
 
 
+_QUERY_TEXT = {
+    "limit": (
+        "Page size (runs: 1..100, default 20; events: 1..1000, default 100; webhook "
+        "deliveries: 1..100, default 50)"
+    ),
+    "cursor": "nextCursor of the previous page (opaque)",
+    "status": "Only runs in this status",
+    "after": "Only events with a sequence above this one (the previous page's nextCursor)",
+}
+
+
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema()
     return [
-        {"name": name, "in": "query", "required": False, "schema": prop}
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": _QUERY_TEXT[name],
+            "schema": prop,
+        }
         for name, prop in schema["properties"].items()
     ]
 
@@ -64,19 +81,97 @@ _RUN_ID = {
     "name": "runId",
     "in": "path",
     "required": True,
+    "description": "The run's id (a UUID; any other text is a 404)",
     "schema": {"type": "string", "format": "uuid"},
 }
 _ARTIFACT_ID = {
     "name": "artifactId",
     "in": "path",
     "required": True,
+    "description": "The artifact's id (a UUID)",
     "schema": {"type": "string", "format": "uuid"},
 }
 _WEBHOOK_ID = {
     "name": "webhookId",
     "in": "path",
     "required": True,
+    "description": "The webhook endpoint's id (a UUID)",
     "schema": {"type": "string", "format": "uuid"},
+}
+
+# operationId → (summary, description). Every operation has both (tests/test_api_docs.py).
+_TEXT: dict[str, tuple[str, str]] = {
+    "postStatus": (
+        "Report a run's status or progress",
+        "The runner reports running/completed/failed/cancelled and progress (clamped into "
+        "[0, 1]); a terminal status may carry eventCount. On a finished run anything but a "
+        "repeat of its final status is 409 run_finished with runStatus: the runner must stop.",
+    ),
+    "postEvents": (
+        "Append log events",
+        "One event or a batch of 1 to 1000, stored atomically and in order with increasing "
+        "sequence numbers; an idempotencyKey already stored returns the original eventId.",
+    ),
+    "postArtifact": (
+        "Register or upload an artifact",
+        "JSON registers an object already stored (storageKey required); multipart/form-data "
+        "streams the file part into the configured storage, then registers it.",
+    ),
+    "refreshToken": (
+        "Refresh the runner token",
+        "A fresh run-scoped token for long jobs; works on finished runs too (late log lines).",
+    ),
+    "signUp": (
+        "Sign up with e-mail and password",
+        "Creates a user with a personal account and a session (cookie and token). 403 when "
+        "ALLOW_SIGNUP is false, 422 when the e-mail is taken.",
+    ),
+    "signIn": (
+        "Sign in with e-mail and password",
+        "A new session (cookie and token). Wrong credentials are 401; repeated failures 429.",
+    ),
+    "signOut": ("Sign out", "Revokes the current session server-side."),
+    "getSession": (
+        "The current session",
+        "The session and user, or null without a valid session.",
+    ),
+    "createRun": (
+        "Create a run",
+        "Creates a queued run and triggers its runner in the background (never waits).",
+    ),
+    "listRuns": (
+        "List the account's runs",
+        "Newest first, keyset-paginated with nextCursor, optionally filtered by status.",
+    ),
+    "getRun": (
+        "Get a run",
+        "The run with its status history (transitions, oldest first).",
+    ),
+    "deleteRun": (
+        "Delete a run",
+        "Cancels it first if it is active, then removes the run, its events, artifact rows and "
+        "the stored objects under runs/<runId>/.",
+    ),
+    "cancelRun": (
+        "Cancel a run",
+        "Ends an active run as cancelled (failureReason cancelled_by_user): a queued run's "
+        "trigger is withdrawn, a local runner process is stopped within 10 s, any runner gets "
+        "409 on its next call. Idempotent on a cancelled run; 409 run_finished otherwise.",
+    ),
+    "retryRun": (
+        "Retry a finished run",
+        "A new run with the same prompt and config and retryOf set, triggered like any new "
+        "run. 409 run_active while the run has not finished.",
+    ),
+    "listEvents": (
+        "List a run's events",
+        "Ascending by sequence after the given one; poll with after to tail the log.",
+    ),
+    "listArtifacts": ("List a run's artifacts", "Oldest first."),
+    "downloadArtifact": (
+        "Download an artifact's content",
+        "The stored object, always as an attachment (not in the original contract: an addition).",
+    ),
 }
 _RUNNER: list[dict[str, list[str]]] = [{"runnerBearer": []}]
 _USER: list[dict[str, list[str]]] = [{"sessionBearer": []}, {"sessionCookie": []}]
@@ -414,7 +509,13 @@ def _artifact_operations() -> dict[str, dict[str, Any]]:
                 ),
                 "security": [],
                 "parameters": [
-                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "token",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The signed upload token from the upload URL",
+                    }
                 ],
                 "requestBody": {
                     "required": True,
@@ -479,6 +580,16 @@ _RESPONSE_MODELS = [
 ]
 
 
+def _with_text(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    for operations in paths.values():
+        for operation in operations.values():
+            # Operations written with their own text (the artifact ones) need no entry here.
+            summary, description = _TEXT.get(operation["operationId"], ("", ""))
+            operation.setdefault("summary", summary)
+            operation.setdefault("description", description)
+    return paths
+
+
 @cache
 def document() -> dict[str, Any]:
     """The whole OpenAPI document (built once per process)."""
@@ -492,11 +603,11 @@ def document() -> dict[str, Any]:
             "title": "designrun",
             "version": "1",
             "description": (
-                "The designrun HTTP contract (shared/API.md). Strings anywhere in a body must "
-                "not contain NUL characters (400)."
+                "The designrun HTTP contract, documented in docs/api.md of the repository. "
+                "Strings anywhere in a body must not contain NUL characters (400)."
             ),
         },
-        "paths": {**_operations(), **_artifact_operations()},
+        "paths": _with_text({**_operations(), **_artifact_operations()}),
         "components": {
             "schemas": defs.get("$defs", {}),
             "securitySchemes": {

@@ -7,6 +7,7 @@ failed request changes nothing).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -20,8 +21,58 @@ from designrun.text import string_problem
 M = TypeVar("M", bound=BaseModel)
 
 
+class _NonFiniteError(ValueError):
+    """A number JSON cannot carry: NaN, Infinity, or a literal that overflows (``1e400``)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFiniteError(text)
+    return value
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise _NonFiniteError(name)
+
+
+def _non_finite_path(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinity in ``value`` (same notation as pydantic's)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _non_finite_path(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _non_finite_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def decode_json(raw: bytes | str, where: str = "") -> Any:
+    """Parse JSON text; 400 when malformed or when a number is not finite.
+
+    Python's json turns ``1e400`` (or 400 digits) into ``inf``, which JSON cannot carry back
+    out: it is refused wherever JSON enters, like NaN and Infinity (API.md § Conventions).
+    ``where`` prefixes the offending field's path in the message (``metadata`` for a form field).
+    """
+    try:
+        return json.loads(raw, parse_float=_finite_float, parse_constant=_reject_constant)
+    except _NonFiniteError as exc:
+        # Rare: parse again, leniently, only to name the field.
+        try:
+            path = _non_finite_path(json.loads(raw), where)
+        except RecursionError:
+            path = None
+        raise InvalidRequestError(
+            f"{path or where or 'body'}: must be a finite number (got {exc})"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequestError(f"{where or 'body'}: malformed JSON ({exc})") from None
 
 
 def check_strings(value: Any, path: str) -> None:
@@ -41,10 +92,7 @@ def json_object() -> dict[str, Any]:
     if not is_json_request():
         raise UnsupportedMediaTypeError("expected a JSON body (Content-Type: application/json)")
     raw = read_json_body()  # bounded per endpoint (api/limits.py)
-    try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequestError(f"body: malformed JSON ({exc})") from None
+    data = decode_json(raw)
     if not isinstance(data, dict):
         raise InvalidRequestError("body: must be a JSON object")
     # In valid JSON, NUL and lone surrogates can only arrive as \u escapes: walk only then.

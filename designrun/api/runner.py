@@ -6,15 +6,22 @@ a run-scoped token for the run in its path, or the legacy shared secret.
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 from flask import Blueprint, current_app, g, request
 
 from designrun import observability
 from designrun.api import serializers
-from designrun.api.parsing import check_strings, is_json_request, json_object, parse_body, validate
+from designrun.api.multipart import FilePart, stream_form
+from designrun.api.parsing import (
+    check_strings,
+    decode_json,
+    is_json_request,
+    json_object,
+    parse_body,
+    validate,
+)
 from designrun.api.schemas import (
     ArtifactFields,
     ArtifactRegistration,
@@ -25,7 +32,7 @@ from designrun.api.schemas import (
 )
 from designrun.auth import runner_tokens
 from designrun.auth.sessions import bearer_token
-from designrun.errors import InvalidRequestError, UnauthorizedError, UnsupportedMediaTypeError
+from designrun.errors import UnauthorizedError, UnsupportedMediaTypeError
 from designrun.services import artifacts, lifecycle, runs
 
 runner_api = Blueprint("runner_api", __name__, url_prefix="/api/runner")
@@ -94,23 +101,27 @@ def _artifact_info(fields: ArtifactFields) -> artifacts.ArtifactInfo:
     )
 
 
-def _multipart_fields() -> dict[str, Any]:
+def _form_fields(form: dict[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name in ("artifactType", "storageKey", "contentType", "idempotencyKey"):
-        value = request.form.get(name)
+        value = form.get(name)
         if value is not None:
             data[name] = value
-    raw_metadata = request.form.get("metadata")
+    raw_metadata = form.get("metadata")
     if raw_metadata is not None and raw_metadata.strip() != "":
-        try:
-            data["metadata"] = json.loads(raw_metadata, parse_constant=_reject)
-        except (ValueError, RecursionError):  # RecursionError: deeply nested (issue 6 #7)
-            raise InvalidRequestError("metadata: must be a JSON object (as a string)") from None
+        data["metadata"] = decode_json(raw_metadata, "metadata")
     return data
 
 
-def _reject(name: str) -> Any:
-    raise ValueError(name)
+def _streamed_upload(run_id: uuid.UUID, form: dict[str, str], part: FilePart) -> Any:
+    """Validate the fields, then stream the file part into the store (api/multipart.py)."""
+    data = _form_fields(form)
+    if "contentType" not in data and part.mimetype:
+        # The file part's type is the default, within the same limits (255 characters).
+        data["contentType"] = part.mimetype
+    check_strings(data, "")
+    info = _artifact_info(validate(ArtifactFields, data))
+    return artifacts.upload_artifact(run_id, info, part.stream, part.filename)
 
 
 @runner_api.post("/runs/<uuid:run_id>/artifacts")
@@ -120,18 +131,7 @@ def post_artifact(run_id: uuid.UUID) -> dict[str, Any]:
         registration = parse_body(ArtifactRegistration)
         artifact, status = artifacts.register_artifact(run_id, _artifact_info(registration))
     elif request.mimetype == "multipart/form-data":
-        upload = request.files.get("file")
-        if upload is None:
-            raise InvalidRequestError("file: a 'file' part is required")
-        data = _multipart_fields()
-        if "contentType" not in data and upload.mimetype:
-            # The file part's type is the default, within the same limits (255 characters).
-            data["contentType"] = upload.mimetype
-        check_strings(data, "")
-        info = _artifact_info(validate(ArtifactFields, data))
-        artifact, status = artifacts.upload_artifact(
-            run_id, info, cast(BinaryIO, upload.stream), upload.filename
-        )
+        artifact, status = stream_form(lambda form, part: _streamed_upload(run_id, form, part))
     else:
         raise UnsupportedMediaTypeError(
             "expected application/json (registration) or multipart/form-data (upload)"

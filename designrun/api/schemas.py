@@ -30,7 +30,11 @@ FailureReasonName = Literal[
 
 
 def _json_size_limit(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ValueError("numbers must be finite (no NaN or infinity)") from None
+    size = len(text.encode("utf-8"))
     if size > MAX_JSON_OBJECT_BYTES:
         raise ValueError(f"must be at most {MAX_JSON_OBJECT_BYTES} bytes as JSON (got {size})")
     return value

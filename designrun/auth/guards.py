@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Request, g, request
+from flask import Request, Response, current_app, g, request
 from flask_login import current_user
 
-from designrun.auth.sessions import COOKIE_NAME, bearer_token, origin_allowed
+from designrun.auth.sessions import (
+    COOKIE_NAME,
+    bearer_token,
+    origin_allowed,
+    set_session_cookie,
+)
 from designrun.errors import ForbiddenError, UnauthorizedError
 from designrun.extensions import login_manager
 from designrun.models import User
@@ -37,12 +42,30 @@ def load_user_from_request(req: Request) -> User | None:
     token, via = session_token_from(req)
     if token is None:
         return None
-    record = accounts.resolve_session(token)
+    record, renewed = accounts.resolve_and_renew_session(token)
     if record is None:
         return None
     g.user_session = record
     g.auth_via = via
+    if renewed and via == "cookie":
+        g.renewed_cookie_token = token  # re-set by renew_session_cookie with the new lifetime
     return record.user
+
+
+def renew_session_cookie(response: Response) -> Response:
+    """Re-set the session cookie when this request renewed a cookie session (after_request).
+
+    The cookie's Max-Age would otherwise end an active browser session SESSION_TTL after
+    sign-in, whatever the server-side renewals. An answer that sets the cookie itself (sign-in,
+    sign-out) is left alone.
+    """
+    token = g.get("renewed_cookie_token")
+    if token is None:
+        return response
+    if any(c.startswith(COOKIE_NAME + "=") for c in response.headers.getlist("Set-Cookie")):
+        return response
+    set_session_cookie(response, request, token, current_app.config["SESSION_TTL"])
+    return response
 
 
 def check_cookie_origin() -> None:

@@ -170,7 +170,13 @@ class Check:
             started = time.monotonic()
             self.server.injector.started = started  # request times count from the runner's start
             process = self._spawn(job)
-            cancel_at, timed_out = self._watch(process, started)
+            try:
+                cancel_at, timed_out = self._watch(process, started)
+            except BaseException:  # Ctrl-C included: never leave the runner behind
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                raise
             exited_at = self.server.injector.now()
             self.server.injector.wait_idle(timeout=5.0)
             outcome = RunnerOutcome(
@@ -181,6 +187,7 @@ class Check:
                 exited_at=exited_at,
                 stop_bound=self.args.stop_within,
                 token_ttl=self.token_ttl,
+                cancel_requested=self.args.cancel,
             )
             card = score(self.server.injector.exchanges, self.server.state(), outcome)
             self.log = [e.describe() for e in self.server.injector.exchanges]
@@ -267,9 +274,12 @@ def render(card: Scorecard, context: dict[str, Any]) -> str:
     )
     if "cancel" in stats:
         cancel = stats["cancel"]
-        lines.append(
-            f"  cancel: at {cancel['at']}s, runner stopped {cancel['stoppedAfter']}s later"
-        )
+        if cancel["at"] is None:
+            lines.append(f"  cancel: {cancel['note']}")
+        else:
+            lines.append(
+                f"  cancel: at {cancel['at']}s, runner stopped {cancel['stoppedAfter']}s later"
+            )
     for finding in card.findings:
         lines.append(f"  FAIL {finding.check}: {finding.message}")
         lines += [f"      {request}" for request in finding.requests]

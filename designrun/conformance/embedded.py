@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
 from flask import Flask
 from sqlalchemy import select
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -91,7 +92,7 @@ class EmbeddedServer:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
-        self.account_id: uuid.UUID | None = None
+        self._session = ""  # the user's session token (bearer on /api/design/*)
         self.run_id: uuid.UUID | None = None
 
     def start(self) -> EmbeddedServer:
@@ -134,48 +135,52 @@ class EmbeddedServer:
             db.session.remove()
             db.engine.dispose()
 
-    def create_run(self, prompt: str, config: dict[str, Any]) -> dict[str, Any]:
-        """Create a user and a queued run; return the job request (API.md § job request)."""
-        from designrun.auth import runner_tokens
-        from designrun.services import accounts, runs
+    def _user_call(self, path: str, body: dict[str, Any]) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self._session}"} if self._session else {}
+        return requests.post(f"{self.url}{path}", json=body, headers=headers, timeout=30)
 
-        with self.app.app_context():
-            user = accounts.create_user(
-                f"check-{uuid.uuid4().hex[:8]}@designrun.invalid", secrets.token_urlsafe(16), None
+    def create_run(self, prompt: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Sign a user up and create a run as that user would (the user API, over HTTP).
+
+        Returns the job request (API.md § The Daytona job request) with a freshly minted
+        run-scoped token: the embedded server has no runner backend, the kit is the backend.
+        """
+        from designrun.auth import runner_tokens
+
+        if not self._session:
+            email = f"check-{uuid.uuid4().hex[:8]}@designrun.invalid"
+            answer = self._user_call(
+                "/api/auth/sign-up/email",
+                {"email": email, "password": secrets.token_urlsafe(16), "name": "runner check"},
             )
-            run = runs.create_run(user.account_id, prompt, config, self.url)
-            self.account_id, self.run_id = user.account_id, run.id
-            token, _ = runner_tokens.mint(self.secret, run.id, self.app.config["RUNNER_TOKEN_TTL"])
+            answer.raise_for_status()
+            self._session = answer.json()["token"]
+        answer = self._user_call("/api/design/runs", {"prompt": prompt, "config": config})
+        answer.raise_for_status()
+        run = answer.json()["run"]
+        self.run_id = uuid.UUID(run["id"])
+        token, _ = runner_tokens.mint(self.secret, self.run_id, self.app.config["RUNNER_TOKEN_TTL"])
         return {
-            "runId": str(run.id),
-            "accountId": str(user.account_id),
+            "runId": run["id"],
+            "accountId": run["accountId"],
             "prompt": prompt,
             "config": config,
-            "callbackUrl": f"{self.url}/api/runner/runs/{run.id}",
+            "callbackUrl": f"{self.url}/api/runner/runs/{run['id']}",
             "runnerSecret": token,
             "runnerToken": token,
         }
 
     def cancel(self) -> str:
-        """Cancel the run as its user would; return the status it has afterwards.
+        """Cancel the run as its user would (``POST /api/design/runs/:id/cancel``).
 
-        Uses the lifecycle service's ``cancel_run`` when the project has it, else moves the run
-        to ``cancelled`` through the state machine directly (what cancelling amounts to).
+        Returns the run's status afterwards: ``cancelled``, or the status it finished with
+        (a 409 ``run_finished`` when it got there first).
         """
-        from designrun.errors import ApiError
-        from designrun.services import runs
-
-        assert self.account_id is not None and self.run_id is not None  # noqa: S101
-        with self.app.app_context():
-            cancel_run = getattr(runs, "cancel_run", None)
-            try:
-                if cancel_run is not None:
-                    cancel_run(self.account_id, self.run_id)
-                else:
-                    runs.apply_status(self.run_id, "cancelled", None, None)
-            except ApiError:
-                pass  # already finished: the state below says how
-            return runs.run_status(self.run_id)
+        answer = self._user_call(f"/api/design/runs/{self.run_id}/cancel", {})
+        payload = answer.json()
+        if answer.status_code == 200:
+            return str(payload["run"]["status"])
+        return str(payload.get("runStatus") or payload.get("code"))
 
     def progress(self) -> tuple[str, float]:
         """The run's status and progress now."""

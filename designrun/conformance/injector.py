@@ -128,7 +128,8 @@ class Exchange:
         return f"#{self.number} POST {self.endpoint}{what} at {self.arrived:.2f}s: {outcome}"
 
 
-def _canonical(value: Any) -> str:
+def canonical(value: Any) -> str:
+    """Canonical JSON: two events are "the same" when this is equal."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -141,7 +142,7 @@ def sent_events(body: dict[str, Any]) -> list[SentEvent]:
             continue
         key = item.get("idempotencyKey") if isinstance(item.get("idempotencyKey"), str) else None
         metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
-        content = _canonical([item.get("eventType"), item.get("message"), metadata])
+        content = canonical([item.get("eventType"), item.get("message"), metadata])
         events.append(
             SentEvent(key, str(item.get("eventType")), content, event_counter(key, metadata))
         )

@@ -28,7 +28,7 @@ from typing import Any
 
 from designrun.conformance.embedded import RunState
 from designrun.conformance.faults import KINDS, LOST, RATE_LIMITED, REFUSED
-from designrun.conformance.injector import Exchange, event_counter
+from designrun.conformance.injector import Exchange, canonical, event_counter
 
 RETRY_AFTER_TOLERANCE = 0.05  # seconds: clocks and scheduling, not a runner's shortcut
 RESEND_WINDOW = 0.9  # seconds: an identical progress report sooner than this is a retry
@@ -51,10 +51,11 @@ class RunnerOutcome:
     exit_code: int | None  # None: killed at the timeout
     duration: float  # seconds from start to exit
     timed_out: bool
-    cancel_at: float | None  # seconds since the injector started, when the kit cancelled
+    cancel_at: float | None  # seconds since the runner started, when the kit cancelled
     exited_at: float  # same clock
     stop_bound: float  # seconds the runner may take to stop after a cancel
     token_ttl: int
+    cancel_requested: bool = False  # --cancel (cancel_at stays None if the run finished first)
 
 
 @dataclass
@@ -99,6 +100,7 @@ class _Checker:
         self.refused = [e for e in exchanges if e.fault is not None and e.fault.kind == REFUSED]
         self.refused_content = {ev.content for e in self.refused for ev in e.events}
         self.refused_keys = {ev.key for e in self.refused for ev in e.events if ev.key}
+        self.runner_events = list(state.events)
 
     def add(self, check: str, message: str, shown: list[Exchange] | None = None) -> None:
         self.findings.append(Finding(check, message, _shown(shown or [])))
@@ -128,24 +130,33 @@ class _Checker:
         outcome = self.outcome
         self.stats["exitCode"] = outcome.exit_code
         self.stats["runnerSeconds"] = round(outcome.duration, 2)
+        last = self.exchanges[-1:]  # where the runner was when it ended
         if outcome.timed_out:
             self.add(
                 "timeout",
                 f"the runner was still running after {outcome.duration:.0f}s and was killed",
+                last,
             )
         elif outcome.exit_code not in (0, None) and outcome.cancel_at is None:
-            self.add("exit_code", f"the runner exited with status {outcome.exit_code}")
+            self.add("exit_code", f"the runner exited with status {outcome.exit_code}", last)
 
     # --- events ---------------------------------------------------------------------------
 
     def events(self) -> None:
-        stored = self.state.events
+        # Only what the runner sent: the server writes events of its own (run.cancelled, …).
+        sent = {ev.content for e in self.events_x for ev in e.events}
+        stored = [
+            e
+            for e in self.state.events
+            if e.key or canonical([e.event_type, e.message, e.metadata]) in sent
+        ]
+        self.runner_events = stored
         stored_keys = {e.key for e in stored if e.key}
-        identities: dict[Any, list[int]] = collections.defaultdict(list)
+        identities: dict[Any, list[str]] = collections.defaultdict(list)
         for event in stored:
             counter = event_counter(event.key, event.metadata)
             identity = event.key or (("counter", counter) if counter else ("row", event.id))
-            identities[identity].append(event.sequence)
+            identities[identity].append(event.id)
         distinct = len(identities)
         declared_body = _final_status_body(self.exchanges) or {}
         declared = _count(declared_body.get("eventCount"))
@@ -182,13 +193,15 @@ class _Checker:
         for exchange in self.events_x:
             for event in exchange.events:
                 counter = event.counter
+                name = f"{counter[0]} {counter[1]}" if counter else ""
                 if (
                     not event.key
                     and counter is not None
                     and counter not in stored_counters
                     and counter not in refused_counters
+                    and name not in missing
                 ):
-                    missing.append(f"{counter[0]} {counter[1]}")
+                    missing.append(name)
                     shown.append(exchange)
         short = 0 if declared is None else declared - distinct - len(self.refused_content)
         if missing:
@@ -208,32 +221,42 @@ class _Checker:
                 failed,
             )
 
-    def _duplicates(self, identities: dict[Any, list[int]]) -> None:
-        extra = sum(len(seqs) - 1 for seqs in identities.values())
+    def _duplicates(self, identities: dict[Any, list[str]]) -> None:
+        # Stored rows that repeat an event: the same key or counter twice (a keyless resend)...
+        duplicates = {row for rows in identities.values() for row in rows[1:]}
         shown: list[Exchange] = []
-        # A lost answer resent without keys: the same event content stored under a new id.
-        for position, lost in enumerate(self.events_x):
+        rekeyed = False
+        # ... or the content of a lost answer's events stored again under a new id by the next
+        # events request (the retry): resent without keys, or with new keys (the same key gets
+        # the original id). Only that request: a later log line may rightly repeat a message.
+        for lost in self.events_x:
             if lost.fault is None or lost.fault.kind != LOST or lost.status != 200:
                 continue
+            later = self._follow_up(lost)
+            if later is None or later.status != 200:
+                continue
             originals = dict(zip((ev.content for ev in lost.events), lost.event_ids, strict=False))
-            for later in self.events_x[position + 1 :]:
-                if later.status != 200:
-                    continue
-                again = [
-                    ev.content
-                    for ev, new_id in zip(later.events, later.event_ids, strict=False)
-                    if ev.content in originals and originals[ev.content] != new_id and not ev.key
-                ]
-                if again:
-                    shown += [lost, later]
-                    if not any(isinstance(k, tuple) and k[0] == "counter" for k in identities):
-                        extra += len(again)
-                    break
+            again = [
+                (ev, new_id)
+                for ev, new_id in zip(later.events, later.event_ids, strict=False)
+                if ev.content in originals and originals[ev.content] != new_id
+            ]
+            if again:
+                shown += [lost, later]
+                duplicates.update(new_id for _, new_id in again)
+                rekeyed = rekeyed or any(ev.key for ev, _ in again)
         artifacts = self._artifact_duplicates()
+        extra = len(duplicates)
         self.stats["duplicates"] = {"events": extra, "artifacts": len(artifacts) // 2}
         if extra or artifacts:
             keyless = any(not ev.key for e in self.events_x for ev in e.events)
-            why = " (its events carry no idempotencyKey)" if keyless else ""
+            why = (
+                " (resent under new idempotency keys)"
+                if rekeyed
+                else " (its events carry no idempotencyKey)"
+                if keyless
+                else ""
+            )
             self.add(
                 "duplicates",
                 f"{extra} event(s) and {len(artifacts) // 2} artifact(s) stored twice after "
@@ -263,7 +286,7 @@ class _Checker:
     def _order(self) -> None:
         seen: set[tuple[str, int]] = set()
         last: dict[str, int] = {}
-        for event in self.state.events:
+        for event in self.runner_events:
             counter = event_counter(event.key, event.metadata)
             if counter is None or counter in seen:
                 continue
@@ -370,7 +393,7 @@ class _Checker:
             if e.status is not None
             and 400 <= e.status < 500
             and e.fault is None
-            and e.status != 401
+            and e.token_expired_for is None  # the token check reports those
             and not (e.status == 409 and cancelled)
         ]
         if odd:
@@ -384,6 +407,8 @@ class _Checker:
     def cancel(self) -> None:
         cancel_at = self.outcome.cancel_at
         if cancel_at is None:
+            if self.outcome.cancel_requested:
+                self.stats["cancel"] = {"at": None, "note": "not exercised: the run finished first"}
             return
         stop = self.outcome.exited_at - cancel_at
         self.stats["cancel"] = {"at": round(cancel_at, 2), "stoppedAfter": round(stop, 2)}
@@ -394,6 +419,7 @@ class _Checker:
                     "cancel",
                     f"the runner took {stop:.1f}s to stop after the cancel "
                     f"(bound {self.outcome.stop_bound:.0f}s)",
+                    [e for e in self.exchanges if e.arrived >= cancel_at][-1:],
                 )
             return
         first = told[0]

@@ -12,6 +12,7 @@ from designrun.models.runs import (
     RunStatus,
     RunTransition,
 )
+from designrun.models.sandboxes import DaytonaSandbox, SandboxState, SweepLease
 from designrun.models.storage import StorageDeletion, StorageSweep
 from designrun.models.triggers import Trigger
 from designrun.models.webhooks import WebhookDelivery, WebhookEndpoint
@@ -21,15 +22,18 @@ __all__ = [
     "Account",
     "Actor",
     "Artifact",
+    "DaytonaSandbox",
     "DispatchState",
     "FailureReason",
     "Run",
     "RunEvent",
     "RunStatus",
     "RunTransition",
+    "SandboxState",
     "SignInFailure",
     "StorageDeletion",
     "StorageSweep",
+    "SweepLease",
     "Trigger",
     "User",
     "UserSession",

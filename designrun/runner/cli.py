@@ -101,6 +101,16 @@ def load_job(source: str | None) -> dict[str, Any]:
     return job
 
 
+class Terminated(Exception):
+    """SIGTERM reached the runner (raised in the main thread by its signal handler)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    # Once: a second TERM must not interrupt the clean-up the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 class Supervisor:
     """Runs one command for one run and keeps the server informed."""
 
@@ -316,6 +326,13 @@ class Supervisor:
             self._stop()
             self._flush_quietly()
             return 0
+        except Terminated:
+            # The host stops us (a local run's cancel, a sandbox shutting down): stop the
+            # command too, which runs in its own session and would otherwise outlive us.
+            self.client.event("runner.stopped", "the runner was told to stop (SIGTERM)")
+            self._stop()
+            self._flush_quietly()
+            return 143
         if code == 0:
             self._finish("completed", None)
         else:
@@ -411,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         temporary = tempfile.TemporaryDirectory(prefix="designrun-run-")
         output_dir = Path(temporary.name)
     client = RunnerClient.from_job(job)
+    log.info("run %s: running %s", client.run_id, shlex.join(command))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         supervisor = Supervisor(client, job, command, output_dir, args.heartbeat, args.kill_grace)
         return supervisor.run()

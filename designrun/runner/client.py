@@ -166,6 +166,8 @@ class RunnerClient:
     ) -> dict[str, Any]:
         """Report the run's status; queued events are flushed first, so they come before it.
 
+        A final status carries ``eventCount``, the number of events this client sent.
+
         Raises RunCancelled when the run is already terminal with another status.
         """
         if status not in STATUSES:
@@ -178,6 +180,11 @@ class RunnerClient:
                 raise TypeError("error: must be a string")
             body["error"] = error
         self.flush()
+        if status != "running":
+            # API.md § Log completeness: how many events this client sent for the run (the
+            # server shows logComplete once that many distinct events are stored).
+            with self._cond:
+                body["eventCount"] = self._counter
         return self._post("status", json_body=body)
 
     def set_progress(self, progress: float) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from designrun.auth.passwords import hash_password, verify_password
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
 MAX_EMAIL_LENGTH = 254
+MAX_NAME_LENGTH = 200  # users.name and accounts.name
 FAILURE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES = 10
 
@@ -60,7 +61,10 @@ def create_user(email: str, password: str, name: str | None) -> User:
             f"password: must be at least {MIN_PASSWORD_LENGTH} characters",
             code="password_too_short",
         )
-    display = (name or "").strip() or email.split("@", 1)[0]
+    # A derived name is cut to the column's size (an e-mail's local part may be longer).
+    display = (name or "").strip() or email.split("@", 1)[0][:MAX_NAME_LENGTH]
+    if len(display) > MAX_NAME_LENGTH:  # the CLI's --name (the API's schema checks it too)
+        raise InvalidRequestError(f"name: must be at most {MAX_NAME_LENGTH} characters")
     password_hash = hash_password(password)  # slow on purpose: outside the write lock
     try:
         with write_transaction() as session:
@@ -122,41 +126,40 @@ def sign_in(email: str, password: str, ip: str, user_agent: str | None) -> Signe
     An unknown e-mail and a wrong password get the same answer and cost the same time.
     More than MAX_FAILURES failures for one (e-mail, client address) within FAILURE_WINDOW raise
     RateLimitedError (429 with Retry-After) until the oldest of them leaves the window.
+
+    The check is atomic without locks: each attempt first records itself as a failure (committed),
+    then counts the pair's failures. Every recorded attempt is in the count of any attempt that
+    counts after it, so of attempts arriving at the same moment at most MAX_FAILURES see a count
+    within the limit. A refused attempt withdraws its row; a successful one clears the pair.
     """
     email = normalise_email(email)
     now = utcnow()
     window_start = now - FAILURE_WINDOW
+    pair = (SignInFailure.email == email, SignInFailure.client_ip == ip)
+    attempt = SignInFailure(id=uuid7(), email=email, client_ip=ip, created_at=now)
+    with write_transaction() as session:
+        session.add(attempt)
+        # Old failures are no longer counted: prune them for this key as we go.
+        session.execute(
+            delete(SignInFailure).where(*pair, SignInFailure.created_at <= window_start)
+        )
+    attempt_id = attempt.id
     count, oldest = db.session.execute(
         select(func.count(), func.min(SignInFailure.created_at)).where(
-            SignInFailure.email == email,
-            SignInFailure.client_ip == ip,
-            SignInFailure.created_at > window_start,
+            *pair, SignInFailure.created_at > window_start
         )
     ).one()
-    if count >= MAX_FAILURES and oldest is not None:
-        retry_after = int((oldest + FAILURE_WINDOW - now).total_seconds()) + 1
+    if count > MAX_FAILURES:
+        with write_transaction() as session:
+            session.execute(delete(SignInFailure).where(SignInFailure.id == attempt_id))
+        retry_after = int(((oldest or now) + FAILURE_WINDOW - now).total_seconds()) + 1
         raise RateLimitedError("too many failed sign-ins; try again later", retry_after)
     user = db.session.scalar(select(User).where(User.email == email))
     password_ok = verify_password(user.password_hash if user else None, password)
     if user is None or not password_ok:
-        with write_transaction() as session:
-            session.add(SignInFailure(email=email, client_ip=ip, created_at=now))
-            # Old failures are no longer counted: prune them for this key as we go.
-            session.execute(
-                delete(SignInFailure).where(
-                    SignInFailure.email == email,
-                    SignInFailure.client_ip == ip,
-                    SignInFailure.created_at <= window_start,
-                )
-            )
         raise UnauthorizedError("invalid email or password", code="invalid_credentials")
-    if count:
-        with write_transaction() as session:
-            session.execute(
-                delete(SignInFailure).where(
-                    SignInFailure.email == email, SignInFailure.client_ip == ip
-                )
-            )
+    with write_transaction() as session:
+        session.execute(delete(SignInFailure).where(*pair))
     return _start_session(user, ip, user_agent)
 
 
@@ -169,28 +172,42 @@ def sign_out(token: str | None) -> None:
 
 
 def resolve_session(token: str) -> UserSession | None:
-    """The live session for ``token`` (with its user), or None; renews it when used.
+    """The live session for ``token`` (with its user), or None; renews it when used."""
+    return resolve_and_renew_session(token)[0]
+
+
+def resolve_and_renew_session(token: str) -> tuple[UserSession | None, bool]:
+    """(the live session for ``token`` or None, whether this call renewed it).
 
     The expiry slides by SESSION_TTL on use, at most once per tenth of the TTL, so a busy client
-    does not turn every read into a write.
+    does not turn every read into a write. The renewal is a conditional UPDATE: when a sign-out
+    (or expiry) removed the session between the read and the write, the caller is anonymous.
     """
     now = utcnow()
     record = db.session.scalar(
         select(UserSession).where(UserSession.token_hash == hash_token(token))
     )
     if record is None or record.expires_at <= now:
-        return None
+        return None, False
     ttl = timedelta(seconds=current_app.config["SESSION_TTL"])
-    if now - record.updated_at >= ttl / 10:
-        session_id = record.id
-        with write_transaction() as session:
-            fresh = session.get(UserSession, session_id)
-            if fresh is None:
-                return None
-            fresh.expires_at = now + ttl
-            fresh.updated_at = now
-        record = fresh
-    return record
+    if now - record.updated_at < ttl / 10:
+        return record, False
+    # Detached, the loaded record (and its user) survives the commit without a reload that
+    # could find the row gone.
+    db.session.expunge(record)
+    expires = now + ttl
+    with write_transaction() as session:
+        result = session.execute(
+            update(UserSession)
+            .where(UserSession.id == record.id, UserSession.expires_at > now)
+            .values(expires_at=expires, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None, False
+    record.expires_at = expires
+    record.updated_at = now
+    return record, True
 
 
 def user_by_id(user_id: uuid.UUID) -> User | None:

@@ -35,7 +35,7 @@ from designrun.database import (
 )
 from designrun.errors import DatabaseUnavailableError, RunNotFoundError
 from designrun.models import Run, RunEvent
-from designrun.models.types import utcnow, uuid7
+from designrun.models.types import utcnow, uuid7, uuid7s
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +241,8 @@ _Prepared = tuple[uuid.UUID, str, "str | None", str, "str | None"]  # id, type, 
 def _prepare(events: Sequence[NewEvent]) -> list[_Prepared]:
     """What can be computed before the write lock: ids and serialised metadata."""
     return [
-        (uuid7(), e.event_type, e.message, json.dumps(e.metadata or {}), e.idempotency_key)
-        for e in events
+        (event_id, e.event_type, e.message, json.dumps(e.metadata or {}), e.idempotency_key)
+        for event_id, e in zip(uuid7s(len(events)), events, strict=True)
     ]
 
 
@@ -313,10 +313,9 @@ class _GroupCommit:
             lead = not job.done
             if lead:
                 self.leading = True
-                batch, self.queue = self.queue, []
         if lead:
             try:
-                self._commit(batch)
+                self._commit()
             finally:
                 with self.cond:
                     self.leading = False
@@ -327,10 +326,15 @@ class _GroupCommit:
             raise job.error
         return job.ids, job.status
 
-    def _commit(self, batch: list[_Job]) -> None:
+    def _commit(self) -> None:
+        """Lead one group: take the lock, then everything queued by then (ours included)."""
         writer = self.writer
+        batch: list[_Job] = []
         try:
             with writer.locked():
+                # Taken only now: requests that came while we waited for the lock join in.
+                with self.cond:
+                    batch, self.queue = self.queue, []
                 conn = writer.connection()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -344,13 +348,18 @@ class _GroupCommit:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+            writer.committed()
         except BaseException as exc:
             if isinstance(exc, sqlite3.Error) and writer.conn is not None:
                 writer.conn.close()  # reopened by the next writer (the file may have moved)
                 writer.conn = None
+            if not batch:  # the lock itself failed: what was queued fails with it
+                with self.cond:
+                    batch, self.queue = self.queue, []
             for job in batch:
-                job.error = exc
-            raise
+                job.error = exc  # every request of the group answers it (ours in append)
+            if not isinstance(exc, Exception):
+                raise  # SystemExit (gunicorn's worker timeout), KeyboardInterrupt
         finally:
             for job in batch:
                 job.done = True

@@ -16,7 +16,6 @@ for the system, changes nothing).
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -47,8 +46,6 @@ log = logging.getLogger(__name__)
 # lastHeartbeatAt is written at most this often per run: every runner request is a heartbeat,
 # and an extra write per event batch would cost the ingestion path its speed.
 HEARTBEAT_RESOLUTION = timedelta(seconds=1)
-_touched: dict[uuid.UUID, float] = {}  # run id → when this process last wrote its heartbeat
-_TOUCHED_MAX = 10_000
 MAX_ERROR = 10_000
 
 
@@ -253,23 +250,30 @@ def apply_runner_status(
     return run
 
 
+# Runs whose lastHeartbeatAt this process knows to be at least this recent. Every event request
+# is a callback: without this, each one would pay a read (a pool checkout, on PostgreSQL a
+# pre-ping round trip too) before its write; with it, a runner's requests pay one read or write
+# per HEARTBEAT_RESOLUTION and process.
+_known_heartbeats: dict[uuid.UUID, datetime] = {}
+_KNOWN_MAX = 10_000
+
+
 def touch_heartbeat(run_id: uuid.UUID) -> None:
     """Record a runner callback on the run (lastHeartbeatAt), at most once per resolution.
 
-    Every runner request is a heartbeat, and the event endpoint is the hot path: this process
-    remembers when it last wrote each run's heartbeat and writes again only after
-    HEARTBEAT_RESOLUTION, so most requests pay neither a read nor a write. Several processes
-    each write at most once per resolution (a conditional UPDATE never moves it backwards). An
-    unknown run is ignored (the endpoint answers its 404).
+    A read first, so that most event batches pay no extra write; an unknown run is ignored
+    (the endpoint answers its 404).
     """
-    mono = time.monotonic()
-    last = _touched.get(run_id)
-    if last is not None and mono - last < HEARTBEAT_RESOLUTION.total_seconds():
-        return
-    if len(_touched) >= _TOUCHED_MAX:
-        _touched.clear()  # a bound on memory; the cost is one extra write per run
-    _touched[run_id] = mono
     now = utcnow()
+    known = _known_heartbeats.get(run_id)
+    if known is not None and now - known < HEARTBEAT_RESOLUTION:
+        return
+    if len(_known_heartbeats) >= _KNOWN_MAX:
+        _known_heartbeats.clear()
+    last = db.session.scalar(select(Run.last_heartbeat_at).where(Run.id == run_id))
+    if last is not None and now - last < HEARTBEAT_RESOLUTION:
+        _known_heartbeats[run_id] = last
+        return
     with write_transaction() as session:
         session.execute(
             update(Run)
@@ -277,6 +281,7 @@ def touch_heartbeat(run_id: uuid.UUID) -> None:
             .where((Run.last_heartbeat_at.is_(None)) | (Run.last_heartbeat_at < now))
             .values(last_heartbeat_at=now)
         )
+    _known_heartbeats[run_id] = now
 
 
 def transitions_of(run_id: uuid.UUID) -> list[RunTransition]:

@@ -41,6 +41,7 @@ from designrun.extensions import db
 from designrun.models import DispatchState, FailureReason, Run, RunStatus, Trigger
 from designrun.models.types import utcnow
 from designrun.services import hooks, runs
+from designrun.triggers import attempt_seconds, sandboxes
 from designrun.triggers.jobs import TriggerError, send_job
 from designrun.triggers.local import local_runner
 
@@ -140,7 +141,7 @@ def run_once(app: Flask) -> int:
 
 
 def _lease(app: Flask, extra_seconds: float) -> datetime:
-    seconds = app.config["TRIGGER_TIMEOUT"] + extra_seconds + LEASE_MARGIN
+    seconds = attempt_seconds(app.config) + extra_seconds + LEASE_MARGIN
     return utcnow() + timedelta(seconds=seconds)
 
 
@@ -249,6 +250,8 @@ def _process(app: Flask, trigger_id: uuid.UUID, held: datetime) -> None:
                 message = f"runner could not be started after {attempts} attempts: {error}"
                 log.warning("run_id=%s: %s", run_id, message)
                 runs.fail_run(run_id, message, reason=FailureReason.DISPATCH_FAILED)
+                if trigger.backend == sandboxes.BACKEND:
+                    sandboxes.abandon(run_id)  # a sandbox a failed attempt left is deleted
                 _delete(trigger_id)
                 return
             delay = backoff(app, attempts)
@@ -305,6 +308,9 @@ def _start_runner(app: Flask, trigger: Trigger, run: Run) -> None:
             local_runner(app).launch(trigger.id, run, trigger.origin)
         except OSError as exc:
             raise TriggerError(f"the local runner could not be started: {exc}") from None
+        return
+    if trigger.backend == sandboxes.BACKEND:
+        sandboxes.launch(app, run, trigger.origin)
         return
     send_job(app.config, run, trigger.origin)
 

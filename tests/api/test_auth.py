@@ -285,3 +285,13 @@ def test_cli_refuses_duplicate_and_short_password(app):
     assert result.exit_code != 0 and "already exists" in result.output
     result = runner.invoke(args=["users", "create", "new@example.com", "--password", "short"])
     assert result.exit_code != 0 and "at least 8" in result.output
+
+
+def test_sign_up_without_name_and_a_long_local_part_gets_a_shortened_name(client):
+    """Issue 6 item 10: the derived name exceeded the 200-character column (500 on PostgreSQL)."""
+    local = "a" * 240
+    r = client.post(SIGN_UP, json={"email": f"{local}@example.com", "password": "password123"})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    user = r.get_json()["user"]
+    assert user["email"] == f"{local}@example.com"
+    assert user["name"] == "a" * 200

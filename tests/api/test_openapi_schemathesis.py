@@ -12,6 +12,7 @@ routing 404s; the rest keep the generated ids (with the legacy secret on the run
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -223,3 +224,81 @@ def test_operation_conforms_to_document_and_never_5xx(app, label, mode):
     fuzz()
     if mode is GenerationMode.POSITIVE:
         assert any(200 <= status < 300 for status in statuses), statuses
+
+
+# --- attacks the schema cannot express -------------------------------------------------------
+
+
+def _with_overflowing_number(body: Any, where: int) -> str:
+    """``body`` as JSON text with ``1e400`` (which Python's json reads as inf) planted in it.
+
+    ``where`` picks the object that gets it (the top level, or one nested in the body), so the
+    number reaches metadata, config, and the top-level fields alike.
+    """
+    objects = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            objects.append(value)
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    collect(body)
+    if objects:
+        objects[where % len(objects)]["zzOverflow"] = float("inf")
+        text = json.dumps(body)
+    else:
+        text = json.dumps({"zzOverflow": float("inf"), "value": body})
+    return text.replace("Infinity", "1e400")
+
+
+JSON_BODY_OPERATIONS = sorted(
+    label
+    for label, operation in OPERATIONS.items()
+    if any(body.media_type == "application/json" for body in operation.body)
+)
+
+
+@pytest.mark.parametrize("label", JSON_BODY_OPERATIONS)
+def test_overflowing_numbers_are_refused_by_every_json_operation(app, label):
+    """``1e400`` anywhere in a schema-valid body is never stored: 400 (or an earlier 4xx)."""
+    operation = OPERATIONS[label]
+    api = operation.path.split("/")[2]
+    user = make_user(app)
+    session_token = _session_token(app, user)
+    client = app.test_client()
+
+    @settings(
+        max_examples=MAX_EXAMPLES_HASHING,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE), where=st.integers(0, 9)
+    )
+    def attack(case: Any, where: int) -> None:
+        if case.media_type != "application/json":
+            return
+        run = make_run(app, user, status="running")
+        if case.path_parameters:
+            case.path_parameters["runId"] = str(run.id)
+        headers = runner_headers(app, run) if api == "runner" else bearer(session_token)
+        text = _with_overflowing_number(case.body, where)
+        response = client.open(
+            case.formatted_path,
+            method=case.method,
+            data=text,
+            content_type="application/json",
+            headers=headers,
+            query_string=case.query or {},
+        )
+        assert 400 <= response.status_code < 500, (text[:300], response.get_data(as_text=True))
+        if response.status_code == 400:
+            assert "finite" in response.get_json()["error"], response.get_json()
+
+    attack()

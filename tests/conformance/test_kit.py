@@ -107,13 +107,9 @@ def test_the_runner_under_test_passes_as_written(job_via: str) -> None:
 def test_a_broken_runner_fails_with_the_finding_that_names_its_defect(
     defect: str, finding: str, extra: list[str]
 ) -> None:
-    command = [
-        *UNDER_TEST,
-        "--defect",
-        defect,
-        "--seconds",
-        "3" if defect == "no-refresh" else "0.5",
-    ]
+    # 12 events are enough to meet each fault; no-refresh must outlive its 2 s token.
+    seconds = "3" if defect == "no-refresh" else "0.3"
+    command = [*UNDER_TEST, "--defect", defect, "--events", "12", "--seconds", seconds]
     code, card = check("--seed", "1", *extra, command=command)
     assert code == 1
     assert failed_checks(card) == [finding], card["findings"]
@@ -123,7 +119,7 @@ def test_a_broken_runner_fails_with_the_finding_that_names_its_defect(
 
 def test_the_human_scorecard_names_the_failure_and_its_requests() -> None:
     argv = [sys.executable, "-m", "designrun.conformance.cli", "--seed", "1", "--"]
-    argv += [*UNDER_TEST, "--defect", "ignore-retry-after", "--seconds", "0.5"]
+    argv += [*UNDER_TEST, "--defect", "ignore-retry-after", "--events", "12", "--seconds", "0.3"]
     result = subprocess.run(
         argv, capture_output=True, text=True, timeout=120, cwd=REPO, check=False
     )

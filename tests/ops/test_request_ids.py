@@ -133,7 +133,7 @@ def daytona_app(app_factory, receiver):
 
 
 def test_the_local_runner_gets_the_request_id_in_its_environment(app_factory, monkeypatch):
-    app = app_factory(RUNNER_BACKEND="local")
+    app = app_factory(RUNNER_BACKEND="local", LOCAL_RUNNER_ORIGIN="http://127.0.0.1:9")
     seen: list[dict[str, str]] = []
 
     def fake_popen(command, **kwargs):

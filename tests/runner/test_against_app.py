@@ -100,6 +100,8 @@ def test_a_run_reported_through_the_client_is_what_the_user_sees(
     r = client.get(f"/api/design/runs/{run.id}")
     assert r.status_code == 200, r.get_json()
     assert (r.get_json()["run"]["status"], r.get_json()["run"]["progress"]) == ("completed", 1.0)
+    # The final status carried eventCount (API.md § Log completeness): the log is complete.
+    assert (r.get_json()["run"]["eventCount"], r.get_json()["run"]["logComplete"]) == (251, True)
     r = client.get(f"/api/design/runs/{run.id}/events?limit=1000")
     events = r.get_json()["events"]
     assert [e["message"] for e in events] == [f"line {i}" for i in range(250)] + ["after refresh"]
@@ -134,3 +136,27 @@ def test_a_cancelled_run_and_a_foreign_token_against_the_app(app: Flask, origin:
         with pytest.raises(RunnerError) as error:
             runner.set_progress(0.5)
         assert (error.value.status, error.value.code) == (401, "unauthorized")
+
+
+def test_files_above_the_threshold_go_through_a_direct_upload_url(
+    app: Flask, client: FlaskClient, origin: str, tmp_path: Path
+) -> None:
+    user = make_user(app)
+    run = make_run(app, user, status="running")
+    big, small = tmp_path / "walkthrough.webm", tmp_path / "notes.txt"
+    big.write_bytes(bytes(range(256)) * 8000)
+    small.write_bytes(b"short")
+    url = f"{origin}/api/runner/runs/{run.id}"
+    with RunnerClient(url, runner_token(app, run.id), direct_upload_threshold=1000, **FAST) as rc:
+        direct = rc.upload_artifact(big, "video", metadata={"seconds": 3})
+        multipart = rc.upload_artifact(small, "notes")
+    assert direct["storageKey"].startswith(f"runs/{run.id}/")
+    assert direct["sizeBytes"] == big.stat().st_size  # from the store
+    stored = Path(app.config["STORAGE_LOCAL_DIR"]) / direct["storageKey"]
+    assert stored.read_bytes() == big.read_bytes()
+    sign_in(client, user)
+    artifacts = client.get(f"/api/design/runs/{run.id}/artifacts").get_json()["artifacts"]
+    by_id = {a["id"]: a for a in artifacts}
+    assert by_id[direct["artifactId"]]["contentType"] == "video/webm"
+    assert by_id[direct["artifactId"]]["metadata"] == {"seconds": 3}
+    assert by_id[multipart["artifactId"]]["sizeBytes"] == 5

@@ -121,3 +121,17 @@ def test_a_missing_file_fails_before_any_request(
     with pytest.raises(FileNotFoundError):
         client_factory(fake).upload_artifact(tmp_path / "nope.bin", "binary")
     assert fake.seen == []
+
+
+def test_large_file_falls_back_to_multipart_when_the_server_has_no_direct_uploads(
+    fake: FakeRunnerApi, client_factory: ClientFactory, tmp_path: Path
+) -> None:
+    """An older server answers 404 to POST …/artifacts/uploads: multipart, for the whole run."""
+    path = tmp_path / "video.mp4"
+    path.write_bytes(b"v" * 5000)
+    client = client_factory(fake, direct_upload_threshold=1000)
+    first = client.upload_artifact(path, "video")
+    second = client.upload_artifact(path, "video")
+    assert first["artifactId"] != second["artifactId"]
+    assert [a["file"]["data"] for a in fake.artifacts] == [b"v" * 5000, b"v" * 5000]
+    assert client._direct_threshold is None  # remembered: no second 404 round trip

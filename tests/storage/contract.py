@@ -196,3 +196,40 @@ class StorageContract:
         with pytest.raises(OSError, match="client went away"):
             storage.save_stream("keep/upload.bin", PatternStream(2 * MiB, fail_after=MiB), None)
         assert read_all(storage, "keep/upload.bin") == b"old"
+
+    # --- what direct uploads, downloads and the orphan sweep need (issue 9) ------------------
+
+    def test_stat_gives_size_a_quoted_etag_and_an_aware_time(self, storage):
+        storage.save_stream("runs/r/a.bin", io.BytesIO(b"12345"), None)
+        info = storage.stat("runs/r/a.bin")
+        assert info.size == 5
+        assert info.etag.startswith('"') and info.etag.endswith('"')
+        assert info.last_modified.tzinfo is not None
+        storage.save_stream("runs/r/a.bin", io.BytesIO(b"other"), None)
+        assert storage.stat("runs/r/a.bin").etag != info.etag
+        assert storage.stat("runs/r/missing") is None
+
+    def test_open_a_byte_range(self, storage):
+        storage.save_stream("runs/r/range.bin", io.BytesIO(bytes(range(100))), None)
+        with storage.open("runs/r/range.bin", 10, 5) as handle:
+            assert handle.read() == bytes(range(10, 15))
+        with storage.open("runs/r/range.bin", 95) as handle:
+            assert handle.read() == bytes(range(95, 100))
+
+    def test_save_past_the_limit_stores_nothing(self, storage):
+        from designrun.storage.base import ObjectTooLarge
+
+        with pytest.raises(ObjectTooLarge):
+            storage.save_stream("runs/r/big.bin", PatternStream(MiB + 1), None, limit=MiB)
+        assert storage.size("runs/r/big.bin") is None
+        assert storage.save_stream("runs/r/ok.bin", PatternStream(MiB), None, limit=MiB) == MiB
+
+    def test_list_objects_in_key_order_after_a_cursor(self, storage):
+        keys = ["runs/a/x", "runs/a-b/y", "runs/a/y/z", "runs/b", "other/c"]
+        for key in keys:
+            storage.save_stream(key, io.BytesIO(b"."), None)
+        listed = [item.key for item in storage.list_objects("runs/")]
+        assert listed == sorted(k for k in keys if k.startswith("runs/"))
+        after = [item.key for item in storage.list_objects("runs/", start_after=listed[1])]
+        assert after == listed[2:]
+        assert all(item.last_modified.tzinfo for item in storage.list_objects("runs/"))

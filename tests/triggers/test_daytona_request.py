@@ -45,6 +45,7 @@ def test_job_is_posted_to_jobs_with_bearer_key_and_exact_body(daytona, app_facto
     assert response.status_code == 201
     assert request.path == "/jobs"
     assert request.mimetype == "application/json"
+    assert request.headers["Idempotency-Key"] == run["id"]
     body = request.get_json()
     # API.md's fields, and the create request's X-Request-ID (docs/operations.md).
     assert set(body) == JOB_FIELDS | {"requestId"}

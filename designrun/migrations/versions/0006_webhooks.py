@@ -1,7 +1,7 @@
 """webhook endpoints and deliveries; the request id on triggers
 
 Revision ID: 0006
-Revises: 0004 (re-chained after merging main: 0003 lifecycle, 0004 artifacts)
+Revises: 0008 (re-chained after merging main: 0003 lifecycle, 0004 artifacts, 0008 daytona)
 Create Date: 2026-12-07
 
 Webhooks (docs/operations.md): per-account endpoints and the durable queue of deliveries,
@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision = '0006'
-down_revision = '0004'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
