@@ -10,13 +10,24 @@ import uuid
 from typing import Any
 
 from flask import g
+from sqlalchemy.orm import object_session
 
+from designrun.api import serializers
 from designrun.api.design import design_api
 from designrun.api.parsing import parse_body, parse_query
 from designrun.api.serializers import timestamp
 from designrun.api.webhook_schemas import CreateWebhook, ListDeliveriesQuery
-from designrun.models import WebhookDelivery, WebhookEndpoint
-from designrun.services import webhooks
+from designrun.models import TERMINAL, Run, RunTransition, WebhookDelivery, WebhookEndpoint
+from designrun.services import hooks, webhooks
+
+
+@hooks.on_transition
+def queue_deliveries(run: Run, transition: RunTransition) -> None:
+    """A run that just became terminal has its webhook deliveries queued in its transaction."""
+    if transition.to_status in TERMINAL and transition.from_status not in TERMINAL:
+        session = object_session(run)
+        if session is not None:
+            webhooks.enqueue_for_run(session, run, serializers.run(run))
 
 
 def webhook_json(item: WebhookEndpoint) -> dict[str, Any]:

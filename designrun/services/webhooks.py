@@ -6,8 +6,9 @@ Standard Webhooks (https://www.standardwebhooks.com): each delivery carries ``we
 base64-decoded part of the endpoint's ``whsec_`` secret.
 
 Deliveries are queued by ``enqueue_for_run`` inside the transaction of the run's terminal
-transition (registered on services/hooks.py's ``on_transition``, so no service calls it by
-name) and sent by triggers/webhooks.py. The address rule (http(s) only; loopback,
+transition (api/webhooks.py registers it on services/hooks.py's ``on_transition`` with the
+API's Run serializer, so no service calls it by name nor imports the API) and sent by
+triggers/webhooks.py. The address rule (http(s) only; loopback,
 link-local, private and other non-public addresses refused unless WEBHOOK_ALLOW_PRIVATE) is
 checked when an endpoint is created and again, on the resolved addresses, before each delivery:
 a name that resolved to a public address yesterday may resolve to 127.0.0.1 today.
@@ -24,18 +25,18 @@ import secrets
 import socket
 import uuid
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from designrun.database import write_transaction
 from designrun.errors import InvalidRequestError, NotFoundError
 from designrun.extensions import db
-from designrun.models import TERMINAL, Run, RunTransition, WebhookDelivery, WebhookEndpoint
+from designrun.models import Run, WebhookDelivery, WebhookEndpoint
 from designrun.models.types import utcnow, uuid7
-from designrun.services import hooks
 
 EVENT_TYPES = ("run.completed", "run.failed", "run.cancelled")
 MAX_ENDPOINTS_PER_ACCOUNT = 20
@@ -201,12 +202,12 @@ def list_deliveries(
 # --- the queue ----------------------------------------------------------------------------------
 
 
-def enqueue_for_run(session: Session, run: Run) -> int:
+def enqueue_for_run(session: Session, run: Run, run_json: dict[str, Any]) -> int:
     """Queue ``run.<status>`` for every endpoint of the run's account that wants it.
 
     Call it inside the transaction that made the run terminal: the rows commit (or roll back)
-    with the transition. Returns how many deliveries were queued. Never raises for a run that
-    is not terminal (nothing to announce).
+    with the transition. ``run_json`` is the Run as the API shows it (the payload's
+    ``data.run``). Returns how many deliveries were queued; 0 for a run that is not terminal.
     """
     event_type = f"run.{run.status}"
     if event_type not in EVENT_TYPES:
@@ -217,15 +218,10 @@ def enqueue_for_run(session: Session, run: Run) -> int:
     wanted = [e for e in endpoints if event_type in (e.events or [])]
     if not wanted:
         return 0
-    from designrun.api import serializers  # pure model → JSON, the shape the API answers
-
     now = utcnow()
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
     body = json.dumps(
-        {
-            "type": event_type,
-            "timestamp": serializers.timestamp(now),
-            "data": {"run": serializers.run(run)},
-        },
+        {"type": event_type, "timestamp": stamp, "data": {"run": run_json}},
         separators=(",", ":"),
         ensure_ascii=False,
     )
@@ -255,12 +251,3 @@ def enqueue_for_run(session: Session, run: Run) -> int:
             )
         )
     return len(wanted)
-
-
-@hooks.on_transition
-def _enqueue_on_finish(run: Run, transition: RunTransition) -> None:
-    """The hook: a run that just became terminal has its deliveries queued in its transaction."""
-    if transition.to_status in TERMINAL and transition.from_status not in TERMINAL:
-        session = object_session(run)
-        if session is not None:
-            enqueue_for_run(session, run)
