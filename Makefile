@@ -33,9 +33,12 @@ test-sqlite: install tools ## Run the suite on SQLite only (no lint)
 test-pg: install tools ## Run the suite on a fresh PostgreSQL database (TEST_DATABASE_URL, default 127.0.0.1:5432)
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} $(BIN)/pytest -q -n 2
 
-tools: ## Install the system tools the tests use (curl; chromium for tests/web), when missing (Debian/Ubuntu)
+# nginx (Debian's package) is for the multi-host test (tests/ops/test_multihost.py), which starts
+# its own nginx on loopback with a temporary prefix, never the system one; chromium for tests/web.
+tools: ## Install the system tools the tests use (curl, chromium, nginx), when missing (Debian/Ubuntu)
 	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 
 lint: install ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .

@@ -10,7 +10,18 @@ be overridden by GUNICORN_* style flags or the environment variables read below.
 
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
+
+# /metrics under gunicorn (docs/operations.md): every worker writes its samples into one folder
+# that the scraped worker aggregates. prometheus_client reads the variable when it is imported,
+# so it is set here, in the master, before any worker (or designrun) is loaded. An operator's
+# own folder is emptied at start (stale files from a previous master would be counted again);
+# a folder made here is also removed at exit.
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="designrun-metrics-")
 
 from dotenv import load_dotenv
 
@@ -36,12 +47,20 @@ max_requests_jitter = 1000
 # GUNICORN_ACCESSLOG="" turns the access log off (benchmarks); a path writes it there.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
-# Never log headers (they carry bearer tokens); this format has none.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# Never log request headers (they carry bearer tokens); this format has none, only the response's
+# X-Request-ID. LOG_FORMAT=json turns both logs into one JSON object per line (the logger class).
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
+logger_class = "designrun.observability.GunicornLogger"
 # gunicorn >= 24 opens a control socket at one fixed path per user; several servers on one
 # machine (tests, benchmarks, side-by-side installs) would fight over it. Not needed here.
 control_socket_disable = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+# Health checks (docs/deploy.md): a load balancer or orchestrator probes GET /readyz (database,
+# schema, storage; 503 names what fails) to route traffic, and GET /livez (the process answers)
+# to decide on a restart. Both are cheap enough for a probe every few seconds; with
+# graceful_timeout above, a host taken out of rotation finishes the requests it holds.
 
 
 def on_starting(server):
@@ -49,8 +68,14 @@ def on_starting(server):
 
     A bad setting stops the whole server with one line, instead of workers that fail to boot
     and are respawned forever. The master also creates instance/ secrets here, once, and logs
-    the one line saying what the server runs with (designrun/startup.py).
+    the one line saying what the server runs with (designrun/startup.py), and
+    empties the metrics folder.
     """
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(metrics_dir, exist_ok=True)
+    for name in os.listdir(metrics_dir):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(metrics_dir, name))
     from dotenv import load_dotenv
 
     from designrun import create_app
@@ -79,6 +104,18 @@ def post_worker_init(worker):
         graceful(sig, frame)
 
     signal.signal(signal.SIGTERM, handle_exit)
+
+
+def child_exit(server, worker):
+    """A worker exited: its live gauges (open streams) stop counting; its counters remain."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def when_ready(server):

@@ -4,16 +4,15 @@ Imported in each worker after the fork (no preload), so the trigger dispatcher's
 in the process that serves requests.
 """
 
-import logging
 import sys
 
 from dotenv import load_dotenv
 
-from designrun import create_app
+from designrun import create_app, observability
 from designrun.config import ConfigError
 
 load_dotenv()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+observability.configure_logging()  # LOG_FORMAT; every line carries its request id
 
 try:
     app = create_app()

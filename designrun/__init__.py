@@ -53,9 +53,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     app.session_interface = NoFlaskSession()
 
+    from designrun import observability
     from designrun.api import register_api
     from designrun.cli import register_cli
 
+    observability.init_app(app)  # first: its request id and timer wrap every other hook
     register_api(app)
     from designrun.web import register_web
 

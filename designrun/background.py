@@ -71,6 +71,18 @@ def _local_runs(app: Flask) -> int:
     return local.run_once(app)
 
 
+def _webhooks(app: Flask) -> Any:
+    from designrun.triggers import webhooks
+
+    return webhooks.run_once(app)
+
+
+def _webhooks_every(config: Mapping[str, Any]) -> float:
+    from designrun.triggers import webhooks
+
+    return webhooks.every(config)
+
+
 # The registry: each entry imports its module lazily (see the module docstring).
 SWEEPS: list[Sweep] = [
     # Each sandbox row has its own next check (DAYTONA_WATCH_INTERVAL); the pass that finds
@@ -95,6 +107,8 @@ SWEEPS: list[Sweep] = [
     # Local runner processes: cancels reach them, dead ones fail their run (every second, so a
     # cancel that landed on another worker or host stops the process well within 10 s).
     Sweep("local-runs", _local_runs, lambda c: 1.0),
+    # Webhook deliveries due (triggers/webhooks.py), every WEBHOOK_SWEEP_INTERVAL (2 s).
+    Sweep("webhooks", _webhooks, _webhooks_every),
 ]
 
 

@@ -77,6 +77,9 @@ ENVIRONMENT = (
     "STREAM_MAX_PER_PROCESS",
     "STREAM_PING_INTERVAL",
     "STREAM_POLL_INTERVAL",
+    "METRICS_TOKEN",
+    "LOG_FORMAT",
+    "WEBHOOK_ALLOW_PRIVATE",
     # Set by gunicorn.conf.py for its workers (the bound address), not by operators.
     "DESIGNRUN_BIND_ORIGIN",
 )
@@ -314,6 +317,10 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "STREAM_MAX_PER_PROCESS": _env_int("STREAM_MAX_PER_PROCESS", DEFAULT_STREAMS, minimum=0),
         "STREAM_PING_INTERVAL": _env_positive("STREAM_PING_INTERVAL", 15.0),
         "STREAM_POLL_INTERVAL": _env_positive("STREAM_POLL_INTERVAL", 0.2),
+        # Operations (docs/operations.md): /metrics bearer, log lines, webhook address rule.
+        "METRICS_TOKEN": _env_str("METRICS_TOKEN"),
+        "LOG_FORMAT": _log_format(),
+        "WEBHOOK_ALLOW_PRIVATE": _env_bool("WEBHOOK_ALLOW_PRIVATE", False),
         **_sandbox_settings(),
     }
 
@@ -358,6 +365,13 @@ def _sandbox_settings() -> dict[str, Any]:
         "DAYTONA_WATCH_INTERVAL": _env_int("DAYTONA_WATCH_INTERVAL", 10, minimum=1),
         "DAYTONA_CLEAN_INTERVAL": _env_int("DAYTONA_CLEAN_INTERVAL", 600, minimum=10),
     }
+
+
+def _log_format() -> str:
+    value = (_env_str("LOG_FORMAT") or "text").lower()
+    if value not in {"text", "json"}:
+        raise ConfigError("designrun: LOG_FORMAT must be 'text' or 'json'")
+    return value
 
 
 def finish_config(config: dict[str, Any], instance_path: str) -> None:

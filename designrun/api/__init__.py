@@ -5,10 +5,13 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from designrun.api import webhooks as _webhooks  # noqa: F401  (adds its routes to design_api)
 from designrun.api.auth import auth_api
 from designrun.api.design import design_api
 from designrun.api.errors import register_error_handlers
 from designrun.api.openapi import openapi_api
+from designrun.api.operations import operations_api
+from designrun.api.parsing import is_json_request
 from designrun.api.runner import runner_api
 from designrun.api.uploads import uploads_api
 from designrun.auth.guards import renew_session_cookie
@@ -34,4 +37,6 @@ def register_api(app: Flask) -> None:
     app.after_request(renew_session_cookie)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    # /livez, /readyz, /metrics: outside /api, unguarded (METRICS_TOKEN is checked by the view).
+    app.register_blueprint(operations_api)
     register_error_handlers(app)

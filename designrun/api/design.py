@@ -36,7 +36,9 @@ def require_session() -> None:
 def create_run() -> tuple[dict[str, Any], int]:
     body = parse_body(CreateRun)
     origin = request.host_url.rstrip("/")
-    run = runs.create_run(g.account_id, body.prompt, body.config, origin)
+    run = runs.create_run(
+        g.account_id, body.prompt, body.config, origin, request_id=g.get("request_id")
+    )
     return {"ok": True, "run": serializers.run(run)}, 201
 
 

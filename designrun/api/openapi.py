@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from designrun.api import schemas as s
+from designrun.api import webhook_schemas as w
 
 openapi_api = Blueprint("openapi_api", __name__, url_prefix="/api")
 
@@ -52,7 +53,10 @@ def _responses(ok_status: int, ok_schema: dict[str, Any], errors: tuple[int, ...
 
 
 _QUERY_TEXT = {
-    "limit": "Page size (runs: 1..100, default 20; events: 1..1000, default 100)",
+    "limit": (
+        "Page size (runs: 1..100, default 20; events: 1..1000, default 100; webhook "
+        "deliveries: 1..100, default 50)"
+    ),
     "cursor": "nextCursor of the previous page (opaque)",
     "status": "Only runs in this status",
     "after": "Only events with a sequence above this one (the previous page's nextCursor)",
@@ -96,6 +100,13 @@ _SSE_MESSAGE = {
         "data": {"type": "string", "description": "Event JSON, Run JSON, or {status}"},
         "retry": {"type": "integer"},
     },
+}
+_WEBHOOK_ID = {
+    "name": "webhookId",
+    "in": "path",
+    "required": True,
+    "description": "The webhook endpoint's id (a UUID)",
+    "schema": {"type": "string", "format": "uuid"},
 }
 
 # operationId → (summary, description). Every operation has both (tests/test_api_docs.py).
@@ -197,6 +208,112 @@ def _operations() -> dict[str, dict[str, Any]]:
             "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": 200},
         },
     }
+    return {**_run_operations(runner_errors, run_path, user_run, multipart), **_ops_operations()}
+
+
+def _ops_operations() -> dict[str, dict[str, Any]]:
+    """Webhooks (docs/api.md § Webhooks) and the operations endpoints (docs/operations.md)."""
+    plain = {"type": "object", "additionalProperties": True}
+    return {
+        "/api/design/webhooks": {
+            "post": {
+                "operationId": "createWebhook",
+                "tags": ["webhooks"],
+                "security": _USER,
+                "summary": "Register a webhook endpoint",
+                "description": (
+                    "Standard Webhooks deliveries of run.completed / run.failed / run.cancelled "
+                    "to an http(s) URL; private, loopback and link-local addresses are refused "
+                    "unless WEBHOOK_ALLOW_PRIVATE=true. The whsec_ secret is shown only here."
+                ),
+                "requestBody": {"required": True, **_json(_ref(w.CreateWebhook))},
+                "responses": _responses(201, _ref(w.WebhookCreatedOut), (401, 403)),
+            },
+            "get": {
+                "operationId": "listWebhooks",
+                "tags": ["webhooks"],
+                "security": _USER,
+                "summary": "List the account's webhook endpoints",
+                "description": "Oldest first, without their secrets.",
+                "responses": _responses(200, _ref(w.WebhookListOut), (401,)),
+            },
+        },
+        "/api/design/webhooks/{webhookId}": {
+            "delete": {
+                "operationId": "deleteWebhook",
+                "tags": ["webhooks"],
+                "security": _USER,
+                "summary": "Delete a webhook endpoint",
+                "description": "Its pending deliveries are not sent any more.",
+                "parameters": [_WEBHOOK_ID],
+                "responses": _responses(200, _ref(s.OkOut), (401, 403, 404)),
+            }
+        },
+        "/api/design/webhooks/{webhookId}/deliveries": {
+            "get": {
+                "operationId": "listWebhookDeliveries",
+                "tags": ["webhooks"],
+                "security": _USER,
+                "summary": "The endpoint's delivery log",
+                "description": (
+                    "Newest first: state, attempts, last status code and error, next retry, "
+                    "and the last attempts."
+                ),
+                "parameters": [_WEBHOOK_ID, *_query_parameters(w.ListDeliveriesQuery)],
+                "responses": _responses(200, _ref(w.DeliveryListOut), (401, 404)),
+            }
+        },
+        "/livez": {
+            "get": {
+                "operationId": "livez",
+                "tags": ["operations"],
+                "security": [],
+                "summary": "Liveness",
+                "description": "200 while the process serves requests; checks nothing else.",
+                "responses": {"200": {"description": "Alive", **_json(plain)}},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "tags": ["operations"],
+                "security": [],
+                "summary": "Readiness",
+                "description": (
+                    "200 when the database answers, migrations are current and the storage is "
+                    "writable; else 503 with the failing checks named (code not_ready)."
+                ),
+                "responses": {
+                    "200": {"description": "Ready", **_json(plain)},
+                    "503": {"description": "Not ready", **_json(_ref(s.ErrorOut))},
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "tags": ["operations"],
+                "security": [{"metricsBearer": []}, {}],
+                "summary": "Prometheus metrics",
+                "description": (
+                    "Text exposition format, aggregated over this host's workers. Needs "
+                    "the METRICS_TOKEN bearer when that is set."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "Metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": {"description": "METRICS_TOKEN required", **_json(_ref(s.ErrorOut))},
+                },
+            }
+        },
+    }
+
+
+def _run_operations(
+    runner_errors: tuple[int, ...], run_path: str, user_run: str, multipart: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     return {
         f"{run_path}/status": {
             "post": {
@@ -483,6 +600,7 @@ _REQUEST_MODELS = [
     s.SignIn,
     s.CreateRun,
     s.CancelRun,
+    w.CreateWebhook,
 ]
 _RESPONSE_MODELS = [
     s.ErrorOut,
@@ -500,6 +618,9 @@ _RESPONSE_MODELS = [
     s.AuthOut,
     s.SignOutOut,
     s.GetSessionOut,
+    w.WebhookCreatedOut,
+    w.WebhookListOut,
+    w.DeliveryListOut,
 ]
 
 
@@ -544,6 +665,11 @@ def document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "session token from sign-in",
+                },
+                "metricsBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "METRICS_TOKEN (only when it is set)",
                 },
                 "sessionCookie": {
                     "type": "apiKey",

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from designrun import observability
 from designrun.api import serializers
 from designrun.api.multipart import FilePart, stream_form
 from designrun.api.parsing import (
@@ -105,9 +106,11 @@ def post_events(run_id: uuid.UUID) -> dict[str, Any]:
     if "events" in body:
         batch = validate(EventBatch, body)
         ids, status = runs.append_events(run_id, [_new_event(e) for e in batch.events])
+        observability.events_ingested(len(ids))
         return ok(runStatus=status, eventIds=[str(i) for i in ids])
     single = validate(EventIn, body)
     ids, status = runs.append_events(run_id, [_new_event(single)])
+    observability.events_ingested(1)
     return ok(runStatus=status, eventId=str(ids[0]))
 
 

@@ -15,6 +15,7 @@ from designrun.models.runs import (
 from designrun.models.sandboxes import DaytonaSandbox, SandboxState, SweepLease
 from designrun.models.storage import StorageDeletion, StorageSweep
 from designrun.models.triggers import Trigger
+from designrun.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "TERMINAL",
@@ -36,4 +37,6 @@ __all__ = [
     "Trigger",
     "User",
     "UserSession",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

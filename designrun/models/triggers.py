@@ -33,4 +33,7 @@ class Trigger(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # X-Request-ID of the request that created the run: sent on to the runner, which sends it
+    # back on its callbacks, so the run can be followed through the logs of every host.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -83,6 +83,7 @@ class RunnerClient:
         refresh_margin: float = 300.0,
         session: requests.Session | None = None,
         direct_upload_threshold: int | None = direct.DEFAULT_THRESHOLD,
+        request_id: str | None = None,
     ) -> None:
         if not isinstance(token, str) or not token.strip() or not token.strip().isprintable():
             raise ValueError("token: must be a non-empty string of printable characters")
@@ -92,6 +93,13 @@ class RunnerClient:
             raise ValueError("flush_interval, backoff_base, backoff_cap, refresh_margin: >= 0")
         self.run_id: str = run_id_from_callback(callback_url)
         self.cancelled: bool = False
+        # Sent back as X-Request-ID on every callback: the id of the request that created the
+        # run, so the server's logs of every host show one id for the whole run.
+        self.request_id: str | None = (
+            request_id
+            if request_id and len(request_id) <= 128 and request_id.isprintable()
+            else None
+        )
         self.run_status: str | None = None
         self._base_url = callback_url.rstrip("/")
         self._batch_size = min(batch_size, MAX_BATCH)
@@ -146,6 +154,9 @@ class RunnerClient:
         run_id = job.get("runId")
         if run_id is not None and str(run_id).lower() != run_id_from_callback(callback).lower():
             raise ValueError("job: runId does not match the run in callbackUrl")
+        request_id = job.get("requestId") or os.environ.get("DESIGNRUN_REQUEST_ID")
+        if isinstance(request_id, str) and "request_id" not in kwargs:
+            kwargs["request_id"] = request_id
         return cls(callback, token, **kwargs)
 
     # -- status and progress --------------------------------------------------------------
@@ -456,6 +467,8 @@ class RunnerClient:
         self, url: str, json_body: dict[str, Any] | None, upload: _Upload | None, timeout: float
     ) -> requests.Response:
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        if self.request_id is not None:
+            headers["X-Request-ID"] = self.request_id
         if upload is None:
             return self._session.post(
                 url, json=json_body, headers=headers, timeout=timeout, allow_redirects=False

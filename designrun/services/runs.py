@@ -57,6 +57,7 @@ def create_run(
     config: dict[str, Any] | None,
     origin: str,
     retry_of: uuid.UUID | None = None,
+    request_id: str | None = None,
 ) -> Run:
     """Create a queued run and, in the same transaction, its trigger (the outbox row).
 
@@ -64,6 +65,8 @@ def create_run(
     services/hooks.py); this function never waits for the runner backend. ``origin`` is the
     request's origin, used for the ``jobs`` callbackUrl when EXPO_PUBLIC_WORKER_ORIGIN is unset
     (never for the local runner, which calls back to the service's own address).
+    ``request_id`` (the request's X-Request-ID) is kept on the trigger and handed to the runner,
+    so its callbacks can be followed in the logs.
     """
     backend = runner_backend(current_app.config)
     with write_transaction() as session:
@@ -82,7 +85,15 @@ def create_run(
         )
         session.add(run)
         if backend is not None:
-            session.add(Trigger(run_id=run.id, backend=backend, origin=origin, next_attempt_at=now))
+            session.add(
+                Trigger(
+                    run_id=run.id,
+                    backend=backend,
+                    origin=origin,
+                    next_attempt_at=now,
+                    request_id=request_id,
+                )
+            )
     if backend is not None:
         hooks.work_committed(current_app._get_current_object())  # type: ignore[attr-defined]
     return run

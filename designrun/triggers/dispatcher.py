@@ -35,6 +35,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import delete, or_, select, update
 
+from designrun import observability
 from designrun.database import write_transaction
 from designrun.extensions import db
 from designrun.models import DispatchState, FailureReason, Run, RunStatus, Trigger
@@ -230,10 +231,13 @@ def _process(app: Flask, trigger_id: uuid.UUID, held: datetime) -> None:
                 return
             db.session.commit()  # hold no read transaction (snapshot) over the network call
             try:
-                _start_runner(app, trigger, run)
+                with observability.bound_request_id(trigger.request_id):
+                    _start_runner(app, trigger, run)
             except TriggerError as exc:
                 error = str(exc)
+                observability.trigger_attempt(trigger.backend, failed=True)
             else:
+                observability.trigger_attempt(trigger.backend, failed=False)
                 _delete(trigger_id, run.id, trigger.attempts + 1)
                 log.info("run_id=%s: runner started (%s)", run.id, trigger.backend)
                 return

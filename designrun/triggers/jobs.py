@@ -23,6 +23,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from designrun import observability
 from designrun.auth import runner_tokens
 from designrun.models import Run
 
@@ -43,7 +44,7 @@ def job_body(config: Mapping[str, Any], run: Run, origin: str) -> dict[str, Any]
     that sends it back as its bearer keeps working, and a leaked request exposes one run only.
     """
     token, _ = runner_tokens.mint(config["RUNNER_AUTH_SECRET"], run.id, config["RUNNER_TOKEN_TTL"])
-    return {
+    body = {
         "runId": str(run.id),
         "accountId": str(run.account_id),
         "prompt": run.prompt,
@@ -52,6 +53,12 @@ def job_body(config: Mapping[str, Any], run: Run, origin: str) -> dict[str, Any]
         "runnerSecret": token,
         "runnerToken": token,
     }
+    # The X-Request-ID of the request that created the run (an addition: docs/operations.md);
+    # designrun.runner sends it back on every callback.
+    request_id = observability.current_request_id()
+    if request_id is not None:
+        body["requestId"] = request_id
+    return body
 
 
 def send_job(config: Mapping[str, Any], run: Run, origin: str) -> None:
@@ -63,6 +70,9 @@ def send_job(config: Mapping[str, Any], run: Run, origin: str) -> None:
     headers = {"Content-Type": "application/json", "Idempotency-Key": str(run.id)}
     if config.get("DAYTONA_API_KEY"):
         headers["Authorization"] = f"Bearer {config['DAYTONA_API_KEY']}"
+    request_id = observability.current_request_id()
+    if request_id is not None:
+        headers[observability.REQUEST_ID_HEADER] = request_id
     body = json.dumps(job_body(config, run, origin)).encode()
     status = post_within(url, body, headers, float(config["TRIGGER_TIMEOUT"]))
     if not 200 <= status < 300:

@@ -99,6 +99,13 @@ def runner_environment(config: Mapping[str, Any], environ: Mapping[str, str]) ->
     }
 
 
+def _with_request_id(env: dict[str, str], body: Mapping[str, Any]) -> dict[str, str]:
+    """The run's request id (docs/operations.md) for designrun.runner, when the job has one."""
+    if body.get("requestId"):
+        env["DESIGNRUN_REQUEST_ID"] = str(body["requestId"])
+    return env
+
+
 def callback_origin(config: Mapping[str, Any]) -> str:
     """Where a local runner calls back: LOCAL_RUNNER_ORIGIN, else this server's bind address.
 
@@ -262,7 +269,7 @@ class LocalRunner:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
-                    env=runner_environment(config, os.environ),
+                    env=_with_request_id(runner_environment(config, os.environ), body),
                     start_new_session=True,
                 )
         except OSError:

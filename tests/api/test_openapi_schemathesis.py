@@ -60,6 +60,7 @@ FRESH_RUN_PER_CASE = {
     "POST /api/runner/runs/{runId}/status",
     "POST /api/design/runs/{runId}/cancel",
 }
+FRESH_WEBHOOK_PER_CASE = {"DELETE /api/design/webhooks/{webhookId}"}
 # Only a finished run can be retried (an active one is 409 run_active). A live stream of a
 # running run never ends, and the transport reads answers whole: the stream is fuzzed on a
 # finished run (it sends the log, then ``end``, then closes).
@@ -165,12 +166,23 @@ def _use_real_account(case: Any, label: str, email: str, choice: int) -> None:
         case.body["email"] = email
         if choice % 2 == 0:
             case.body["password"] = PASSWORD
+    elif label == "POST /api/design/webhooks":
+        case.body["url"] = "http://127.0.0.1:9/hook"
+
+
+def _make_webhook(app: Any, user: Any) -> str:
+    """A webhook endpoint of ``user``'s account (for operations that address one); its id."""
+    from designrun.services import webhooks
+
+    with app.test_request_context():
+        endpoint, _ = webhooks.create_endpoint(user.account_id, "http://127.0.0.1:9/hook", None)
+    return str(endpoint.id)
 
 
 @pytest.mark.parametrize(("label", "mode"), _parameters())
 def test_operation_conforms_to_document_and_never_5xx(app, label, mode):
     operation = OPERATIONS[label]
-    api = operation.path.split("/")[2]  # runner, design or auth
+    api = ([*operation.path.split("/"), "", "", ""])[2]  # runner, design, auth or "" (ops)
     user = make_user(app)
     session_token = _session_token(app, user)
     shared_run = make_run(app, user, status="completed" if label in FINISHED_RUN else "running")
@@ -179,6 +191,11 @@ def test_operation_conforms_to_document_and_never_5xx(app, label, mode):
         real_ids["artifactId"] = _upload_artifact(app, shared_run)
     if "{token}" in operation.path:
         real_ids["token"] = _upload_token(app, shared_run)
+    # Random text is never an address the webhook rule accepts, and a host name in it would be
+    # looked up: the fuzzed app allows private addresses, so nothing is resolved.
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = True
+    if "{webhookId}" in operation.path:
+        real_ids["webhookId"] = _make_webhook(app, user)
     statuses: Counter[int] = Counter()
     wsgi_app = _closing(app)
 
@@ -193,8 +210,11 @@ def test_operation_conforms_to_document_and_never_5xx(app, label, mode):
     def fuzz(case: Any, choice: int) -> None:
         real = choice != KEEP_GENERATED
         run = make_run(app, user, status="running") if label in FRESH_RUN_PER_CASE else shared_run
+        ids = dict(real_ids)
+        if label in FRESH_WEBHOOK_PER_CASE:
+            ids["webhookId"] = _make_webhook(app, user)
         if real and case.path_parameters:
-            case.path_parameters.update(real_ids, runId=str(run.id))
+            case.path_parameters.update(ids, runId=str(run.id))
         headers: dict[str, str] = {}
         if api == "runner":
             headers = runner_headers(app, run) if real else legacy_headers(app)

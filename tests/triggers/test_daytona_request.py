@@ -47,7 +47,9 @@ def test_job_is_posted_to_jobs_with_bearer_key_and_exact_body(daytona, app_facto
     assert request.mimetype == "application/json"
     assert request.headers["Idempotency-Key"] == run["id"]
     body = request.get_json()
-    assert set(body) == JOB_FIELDS
+    # API.md's fields, and the create request's X-Request-ID (docs/operations.md).
+    assert set(body) == JOB_FIELDS | {"requestId"}
+    assert body["requestId"] == request.headers["X-Request-ID"]
     assert body["runId"] == run["id"]
     assert body["accountId"] == run["accountId"]
     assert body["prompt"] == "a poster for a jazz night"
