@@ -23,9 +23,9 @@ _OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _OWN_METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="designrun-metrics-")
 
-from dotenv import load_dotenv
+from dotenv import load_dotenv  # noqa: E402  (after the metrics folder is set)
 
-from designrun.config import DEFAULT_STREAMS
+from designrun.config import DEFAULT_STREAMS  # noqa: E402
 
 # The settings below read the environment, .env included (wsgi.py loads it again per worker).
 load_dotenv()

@@ -11,7 +11,6 @@ from designrun.api.design import design_api
 from designrun.api.errors import register_error_handlers
 from designrun.api.openapi import openapi_api
 from designrun.api.operations import operations_api
-from designrun.api.parsing import is_json_request
 from designrun.api.runner import runner_api
 from designrun.api.uploads import uploads_api
 from designrun.auth.guards import renew_session_cookie
