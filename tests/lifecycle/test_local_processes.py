@@ -94,6 +94,7 @@ def test_cancel_stops_the_agent_from_any_worker_or_host(app, env):
         # The worker that launched them is gone (gunicorn starts another one).
         instance = Path(env["DESIGNRUN_INSTANCE_PATH"])
         os.kill(int((instance / "local-runner.lock").read_text().split()[0]), signal.SIGKILL)
+        session.close()  # a kept-alive connection to the killed worker would be reset
 
         r = session.post(f"{server.url}/api/design/runs/{by_api}/cancel", timeout=30)
         assert r.status_code == 200, r.text
@@ -190,6 +191,7 @@ def test_callbacks_go_to_the_bind_address_and_the_supervisor_role_survives_a_kil
 
         supervisor = int((instance / "local-runner.lock").read_text().split()[0])
         os.kill(supervisor, signal.SIGKILL)  # what gunicorn's timeout does to a stuck worker
+        session.close()  # a kept-alive connection to the killed worker would be reset
         again = create_run(session, server, "after the supervisor was killed")
         run = wait_for_status(session, server, again, {"completed", "failed"})
         assert run["status"] == "completed", run
