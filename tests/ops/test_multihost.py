@@ -36,6 +36,7 @@ from designrun.runner.client import RunnerClient
 from tests.nginx import Nginx, nginx_binary
 from tests.servers import GunicornServer
 from tests.storage import s3server
+from tests.streams.sse import Stream
 
 moto_endpoint = s3server.moto_endpoint
 s3_target = s3server.s3_target
@@ -252,11 +253,33 @@ def test_two_hosts_behind_nginx_share_runs_events_metrics_and_survive_a_killed_h
         ]
         assert sum(finished) == RUNS, finished
 
+        # --- phase 1b: a stream held through nginx (on one host) sees every event, whichever
+        # host the runner's posts went through (the load balancer alternates them) -----------
+        gate, halfway = job_service.hold("streamed")
+        streamed = user.create("streamed")
+        assert halfway.wait(TIMEOUT), job_service.errors
+        auth = {"Authorization": str(user.session.headers["Authorization"])}
+        live = Stream(f"{balancer.url}/api/design/runs/{streamed}/events/stream", auth, 60)
+        try:
+            assert live.status_code == 200
+            gate.set()
+            events, end = live.events_until_end()
+        finally:
+            live.close()
+        assert end is not None and end.json()["status"] == "completed", end
+        logs = [m.json()["message"] for m in events if m.json()["eventType"] == "log"]
+        assert logs == [f"line {i}" for i in range(EVENTS)]
+        check_log(user, streamed)
+
         # --- phase 2: host A dies (SIGKILL, master and workers) mid-run ----------------------
         gate, halfway = job_service.hold("survivor")
         survivor = user.create("survivor")
         assert halfway.wait(TIMEOUT), job_service.errors
         host_a.stop()
+        # nginx learns that host A is gone from idempotent requests (it retries those on host B
+        # and marks A failed for fail_timeout); a POST it may not retry would be a 502 instead.
+        for _ in range(2):
+            assert requests.get(f"{balancer.url}/livez", timeout=10).status_code == 200
         gate.set()
         later = [user.create(f"after the crash {i}") for i in range(3)]
         statuses = user.wait_finished([survivor, *later], job_service)
