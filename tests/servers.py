@@ -107,3 +107,21 @@ class GunicornServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def server_environment(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment of a gunicorn server on the test database, with its own instance folder
+    and object store under ``tmp_path``; ``extra`` adds or overrides variables."""
+    import secrets
+
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    return {
+        "DATABASE_URL": database_url,
+        "DESIGNRUN_INSTANCE_PATH": str(instance),
+        "STORAGE_LOCAL_DIR": str(tmp_path / "objects"),
+        "RUNNER_AUTH_SECRET": secrets.token_urlsafe(32),
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "WEB_CONCURRENCY": "2",
+        **extra,
+    }

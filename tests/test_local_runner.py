@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.servers import GunicornServer
+from tests.servers import GunicornServer, server_environment
 
 pytestmark = pytest.mark.slow
 
@@ -29,18 +29,13 @@ PASSWORD = "a-long-password"
 @pytest.fixture
 def server_env(app: Any, database_url: str, tmp_path: Path) -> dict[str, str]:
     """Environment of a server on the test database (``app`` empties its tables afterwards)."""
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    return {
-        "DATABASE_URL": database_url,
-        "DESIGNRUN_INSTANCE_PATH": str(instance),
-        "STORAGE_LOCAL_DIR": str(tmp_path / "objects"),
-        "RUNNER_AUTH_SECRET": secrets.token_urlsafe(32),
-        "RUNNER_BACKEND": "local",
-        "WEB_CONCURRENCY": "2",
-        "LOCAL_RUNNER_HEARTBEAT": "0.5",
-        "DESIGNRUN_DEMO_DELAY": "0.1",
-    }
+    return server_environment(
+        database_url,
+        tmp_path,
+        RUNNER_BACKEND="local",
+        LOCAL_RUNNER_HEARTBEAT="0.5",
+        DESIGNRUN_DEMO_DELAY="0.1",
+    )
 
 
 def python_command(code: str) -> str:

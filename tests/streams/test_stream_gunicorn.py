@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.servers import GunicornServer
+from tests.servers import GunicornServer, server_environment
 from tests.streams.sse import Stream
 
 pytestmark = pytest.mark.slow
@@ -28,19 +28,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def server_env(app: Any, database_url: str, tmp_path: Path) -> dict[str, str]:
     """A server environment on the test database (``app`` empties its tables afterwards)."""
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    return {
-        "DATABASE_URL": database_url,
-        "DESIGNRUN_INSTANCE_PATH": str(instance),
-        "STORAGE_LOCAL_DIR": str(tmp_path / "objects"),
-        "RUNNER_AUTH_SECRET": secrets.token_urlsafe(32),
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "RUNNER_BACKEND": "none",
-        "WEB_CONCURRENCY": "2",
-        "STREAM_PING_INTERVAL": "0.3",
-        "GUNICORN_ACCESSLOG": "",
-    }
+    return server_environment(
+        database_url,
+        tmp_path,
+        RUNNER_BACKEND="none",
+        STREAM_PING_INTERVAL="0.3",
+        GUNICORN_ACCESSLOG="",
+    )
 
 
 def sign_up(server: GunicornServer) -> dict[str, str]:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.servers import REPO, GunicornServer
+from tests.servers import REPO, GunicornServer, server_environment
 
 pytestmark = pytest.mark.slow
 
@@ -41,23 +41,17 @@ SHOTS = REPO / "docs" / "screenshots"
 
 @pytest.fixture
 def server_env(app: Any, database_url: str, tmp_path: Path) -> dict[str, str]:
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    return {
-        "DATABASE_URL": database_url,
-        "DESIGNRUN_INSTANCE_PATH": str(instance),
-        "STORAGE_LOCAL_DIR": str(tmp_path / "objects"),
-        "RUNNER_AUTH_SECRET": secrets.token_urlsafe(32),
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "RUNNER_BACKEND": "local",
-        "LOCAL_RUNNER_COMMAND": shlex.join([sys.executable, str(AGENT)]),
-        "LOCAL_RUNNER_CONCURRENCY": "3",
-        "LOCAL_RUNNER_HEARTBEAT": "0.5",
-        "DESIGNRUN_DEMO_DELAY": "0.4",
-        "WEB_CONCURRENCY": "2",
-        "STREAM_PING_INTERVAL": "1",
-        "GUNICORN_ACCESSLOG": "",
-    }
+    return server_environment(
+        database_url,
+        tmp_path,
+        RUNNER_BACKEND="local",
+        LOCAL_RUNNER_COMMAND=shlex.join([sys.executable, str(AGENT)]),
+        LOCAL_RUNNER_CONCURRENCY="3",
+        LOCAL_RUNNER_HEARTBEAT="0.5",
+        DESIGNRUN_DEMO_DELAY="0.4",
+        STREAM_PING_INTERVAL="1",
+        GUNICORN_ACCESSLOG="",
+    )
 
 
 @pytest.fixture
