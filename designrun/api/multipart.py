@@ -25,10 +25,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
+from designrun.api.body import upload_stream
 from designrun.errors import InvalidRequestError
 
 T = TypeVar("T")
-_READ = 256 * 1024
+_READ = 1024 * 1024  # bytes per read of the body (fewer, larger turns of the decoder)
 _SPOOL_IN_MEMORY = 512 * 1024
 MAX_PARTS = 100
 
@@ -46,6 +47,7 @@ class _Parser:
     def __init__(self, stream: BinaryIO, boundary: bytes, max_field: int) -> None:
         self._stream = stream
         self._decoder = MultipartDecoder(boundary, max_field, max_parts=MAX_PARTS)
+        self._max_field = max_field
         self._ended = False
 
     def next_event(self) -> object:
@@ -58,7 +60,9 @@ class _Parser:
                 return event
             if self._ended:
                 raise InvalidRequestError("body: the multipart form ends too early")
-            chunk = self._stream.read(_READ)
+            # The decoder refuses (413) a buffer over max_field: read no more than fits in it.
+            room = self._max_field - len(self._decoder.buffer)
+            chunk = self._stream.read(min(_READ, max(1, room)))
             if not chunk:
                 self._ended = True
                 self._decoder.receive_data(None)
@@ -121,7 +125,7 @@ def stream_form(
         raise InvalidRequestError("body: multipart/form-data without a boundary")
     max_field = int(current_app.config.get("MAX_FORM_MEMORY_SIZE") or 1024 * 1024)
     try:
-        parser = _Parser(cast(BinaryIO, request.stream), boundary.encode("latin-1"), max_field)
+        parser = _Parser(upload_stream(), boundary.encode("latin-1"), max_field)
     except UnicodeEncodeError:
         raise InvalidRequestError("body: malformed multipart boundary") from None
     fields: dict[str, str] = {}

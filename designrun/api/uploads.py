@@ -8,10 +8,11 @@ file, fsynced and renamed into place (storage/local.py): never held in memory.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 from flask import Blueprint, request
 
+from designrun.api.body import upload_stream
 from designrun.services import artifacts
 
 uploads_api = Blueprint("uploads_api", __name__, url_prefix="/api/uploads")
@@ -22,7 +23,7 @@ def put_upload(token: str) -> dict[str, Any]:
     """Store the body at the key the token names; answer its key and size."""
     key, size = artifacts.receive_upload(
         token,
-        cast(BinaryIO, request.stream),
+        upload_stream(),
         request.headers.get("Content-Type"),
         request.content_length,
     )

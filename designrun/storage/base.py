@@ -10,6 +10,33 @@ from typing import BinaryIO, Protocol
 CHUNK_SIZE = 1024 * 1024
 
 
+def read_chunks(stream: BinaryIO, size: int = CHUNK_SIZE) -> Iterator[memoryview]:
+    """``stream``'s bytes as full chunks of ``size`` (the last one shorter), until its end.
+
+    A stream with ``readinto`` (files, werkzeug's and api/body.py's request streams) fills
+    one reused buffer: each chunk is a view of it, valid until the next one is asked for.
+    Others are read with ``read``.
+    """
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+        while data := stream.read(size):
+            yield memoryview(data)
+        return
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    while True:
+        filled = 0
+        while filled < size:
+            got = readinto(view[filled:])
+            if not got:
+                break
+            filled += got
+        if filled:
+            yield view[:filled]
+        if filled < size:
+            return
+
+
 class StorageKeyError(ValueError):
     """The backend cannot hold an object at this key; services answer a 400 naming storageKey.
 

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from designrun.storage.base import (
-    CHUNK_SIZE,
     ListedObject,
     ObjectInfo,
     ObjectTooLarge,
     StorageKeyError,
     StorageUnavailable,
+    read_chunks,
 )
 
 PARTIAL_DIR = ".partial"
@@ -79,12 +79,12 @@ class LocalStorage:
         size = 0
         try:
             with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK_SIZE):
+                for chunk in read_chunks(stream):
                     size += len(chunk)
                     if limit is not None and size > limit:
                         raise ObjectTooLarge(f"more than {limit} bytes")
                     try:
-                        out.write(chunk)
+                        out.write(chunk)  # a full chunk goes past the buffer: no copy
                     except OSError as exc:
                         raise StorageUnavailable(f"storage folder: {exc.strerror}") from None
                 out.flush()

@@ -128,3 +128,22 @@ def test_malformed_forms_are_400_and_store_nothing(app, client, objects):
         assert r.get_json()["ok"] is False
     assert objects.keys() == set()
     assert artifact_rows(app, run.id) == []
+
+
+def test_the_file_part_reads_whole_chunks_as_a_file_does():
+    """read(n) gives n bytes until the part ends, whatever pieces the decoder cuts: a short
+    read made boto3's non-seekable upload keep every part in memory (twice the file's size)."""
+    from designrun.api.multipart import _Parser, _PartReader
+
+    data = bytes(range(256)) * 40_000  # ~10 MiB
+    body, content_type = raw_multipart({"artifactType": "f"}, data)
+    boundary = content_type.split("boundary=")[1].encode()
+    parser = _Parser(io.BytesIO(body), boundary, 1024 * 1024)
+    while not type(parser.next_event()).__name__ == "File":
+        pass
+    reader = _PartReader(parser)
+    sizes = []
+    while chunk := reader.read(3 * MiB):
+        sizes.append(len(chunk))
+    assert sizes[:-1] == [3 * MiB] * (len(sizes) - 1)
+    assert sum(sizes) == len(data)
