@@ -90,6 +90,25 @@ def on_starting(server):
     server.designrun_config = app.config  # for when_ready's start-up line
 
 
+def post_fork(server, worker):
+    """Large buffers go straight back to the system when freed (glibc's mmap threshold fixed at
+    1 MiB). By default glibc raises that threshold to the size of the largest block freed, up
+    to 32 MiB, so an upload's 1–8 MiB buffers (body reads, S3 parts) then came from the heap
+    arenas of whichever of the worker's threads served it and stayed there: the worker's RSS
+    grew by tens of MiB per large upload (bench/artifacts.py measures it)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = getattr(libc, "mallopt", None)
+    except OSError:
+        mallopt = None
+    if mallopt is not None:  # glibc; musl and others have no such knob (and no such growth)
+        mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD
+
+
 def post_worker_init(worker):
     """End the worker's live streams as soon as it is asked to stop (SIGTERM: restart, reload,
     scale down), so clients reconnect elsewhere at once instead of after graceful_timeout."""

@@ -14,9 +14,11 @@ gunicorn.conf.py's class:
   virtual machine varies several-fold from one second to the next, so each transfer is
   compared with a copy taken a moment earlier and the median of the paired ratios is reported
   (``--rounds``). Target >= 0.5;
-- s3 only: the same upload and download done straight against the store with no designrun in
-  between ("store alone"): the most any client gets from that S3 endpoint (moto's server is
-  Python), and the ratio of designrun's transfer to it;
+- s3 only: the same transfers done straight against the store with no designrun in between
+  ("store alone": a presigned PUT, boto3's upload in parts as the worker relays a multipart
+  form, a presigned GET whole and in ranges): the most any client gets from that S3 endpoint
+  (moto's server, its own process, is Python), and the ratio of designrun's transfer to it
+  ("vs store"). moto, not the service, bounds the s3 rows: their target is "vs store" >= 0.5;
 - the worker's peak RSS growth (VmHWM at the end minus VmRSS after a warm-up): target < 64 MiB.
 
     .venv/bin/python bench/artifacts.py              # 1 GiB, 3 rounds, about 3 minutes
@@ -31,7 +33,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import logging
 import os
 import shutil
 import statistics
@@ -45,11 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from harness import ROOT, VENV_BIN, clean_env, gunicorn
+from harness import ROOT, VENV_BIN, clean_env, free_port, gunicorn, stop_group
 
 from designrun.auth import runner_tokens
 from designrun.runner import RunnerClient
 from designrun.runner.wire import _MultipartBody
+from designrun.storage.s3 import _TRANSFER
 
 MiB = 1024 * 1024
 SECRET = "bench-artifacts-runner-secret-0123456789abcdef"  # noqa: S105  (a scratch server)
@@ -57,7 +59,7 @@ TARGET_RATIO = 0.5
 TARGET_RSS_MIB = 64
 # The "store alone" row each s3 transfer is compared with ("vs store").
 STORE_ROW = {
-    "upload multipart": "store alone: upload",
+    "upload multipart": "store alone: boto3 parts",
     "upload direct": "store alone: upload",
     "download whole": "store alone: download",
     "download 4 ranges": "store alone: 4 ranges",
@@ -152,18 +154,23 @@ class Session:
         ).raise_for_status()
 
 
-def start_moto(folder: Path, env: dict[str, str]) -> tuple[Any, Any]:
-    """A moto S3 server on 127.0.0.1 with a fresh bucket; env gets the S3 settings."""
+def start_moto(folder: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Any]:
+    """moto's S3 server in its own process on 127.0.0.1 (as a real endpoint is: not sharing
+    this client's interpreter), with a fresh bucket; env gets the S3 settings."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
+    port = free_port()
+    log = (folder / "moto.log").open("wb")
+    moto = subprocess.Popen(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     env.update(
         S3_BUCKET=bucket,
-        S3_ENDPOINT_URL=f"http://{host}:{port}",
+        S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
         S3_REGION="us-east-1",
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106  (moto's)
@@ -179,8 +186,16 @@ def start_moto(folder: Path, env: dict[str, str]) -> tuple[Any, Any]:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # noqa: S106
     )
-    client.create_bucket(Bucket=bucket)
-    return moto, client
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.create_bucket(Bucket=bucket)
+            return moto, client
+        except Exception:
+            if time.monotonic() > deadline or moto.poll() is not None:
+                stop_group(moto)
+                raise
+            time.sleep(0.2)
 
 
 def store_alone(client: Any, bucket: str, src: Path, size: int) -> dict[str, float]:
@@ -197,6 +212,13 @@ def store_alone(client: Any, bucket: str, src: Path, size: int) -> dict[str, flo
             requests.put(put_url, data=body, timeout=600).raise_for_status()
 
     seconds = {"store alone: upload": timed(put)}
+
+    def relay() -> None:  # what the worker does with a multipart form's file: boto3, in parts
+        with src.open("rb") as file:
+            client.upload_fileobj(_Unseekable(file), bucket, key + "-parts", Config=_TRANSFER)
+
+    seconds["store alone: boto3 parts"] = timed(relay)
+    client.delete_object(Bucket=bucket, Key=key + "-parts")
     get_url = client.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
     )
@@ -204,6 +226,17 @@ def store_alone(client: Any, bucket: str, src: Path, size: int) -> dict[str, flo
     seconds["store alone: 4 ranges"] = timed(lambda: ranged(get_url, {}, src, size))
     client.delete_object(Bucket=bucket, Key=key)
     return seconds
+
+
+class _Unseekable:
+    """A file as the worker's multipart parser hands it to boto3: read() only."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._file.read(size)
+        return data
 
 
 def ranged(url: str, headers: dict[str, str], src: Path, size: int) -> None:
@@ -293,7 +326,7 @@ def bench_backend(
             samples["worker peak RSS growth MiB"] = [(growth, 0.0)]
     finally:
         if moto is not None:
-            moto.stop()
+            stop_group(moto)
     return samples
 
 
@@ -313,7 +346,6 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="paired measurements per transfer")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     size = args.size_mib * MiB
     workdir = Path(tempfile.mkdtemp(prefix="designrun-bench-artifacts-"))
     report: dict[str, Any] = {"size_mib": args.size_mib, "rounds": args.rounds, "backends": {}}
@@ -327,7 +359,7 @@ def main() -> int:
             "right before each transfer (median MiB/s), 'ratio' the median of copy/transfer"
         )
         print(
-            f"{'backend':8} {'transfer':22} {'seconds':>8} {'MiB/s':>7} {'copy':>7} "
+            f"{'backend':8} {'transfer':24} {'seconds':>8} {'MiB/s':>7} {'copy':>7} "
             f"{'ratio':>6} {'vs store':>8}  target"
         )
         for backend in args.backends.split(","):
@@ -338,19 +370,21 @@ def main() -> int:
             for name, row in rows.items():
                 alone = name.startswith("store alone")
                 store = rows.get(STORE_ROW.get(name, ""))
-                versus = f"{store['seconds'] / row['seconds']:8.2f}" if store and not alone else ""
-                ok = alone or row["ratio"] >= TARGET_RATIO
-                verdict = "" if alone else f"{'PASS' if ok else 'FAIL'} (>= {TARGET_RATIO})"
+                versus = store["seconds"] / row["seconds"] if store and not alone else None
+                # s3: the store is the ceiling (see the docstring); local: the disk copy is.
+                judged, column = (row["ratio"], "copy") if versus is None else (versus, "store")
+                ok = alone or judged >= TARGET_RATIO
+                verdict = "" if alone else f"{'PASS' if ok else 'FAIL'} (vs {column} >= 0.5)"
                 rate = args.size_mib / row["seconds"]
                 copy_rate = args.size_mib / row["copy_seconds"]
                 print(
-                    f"{backend:8} {name:22} {row['seconds']:8.2f} {rate:7.0f} {copy_rate:7.0f} "
-                    f"{row['ratio']:6.2f} {versus:>8}  {verdict}"
+                    f"{backend:8} {name:24} {row['seconds']:8.2f} {rate:7.0f} {copy_rate:7.0f} "
+                    f"{row['ratio']:6.2f} {'' if versus is None else f'{versus:.2f}':>8}  {verdict}"
                 )
                 failed = failed or not ok
             ok = growth < TARGET_RSS_MIB
             print(
-                f"{backend:8} {'worker peak RSS growth':22} {growth:8.1f} MiB "
+                f"{backend:8} {'worker peak RSS growth':24} {growth:8.1f} MiB "
                 f"{'':32}{'PASS' if ok else 'FAIL'} (< {TARGET_RSS_MIB} MiB)"
             )
             failed = failed or not ok
