@@ -91,11 +91,13 @@ def on_starting(server):
 
 
 def post_fork(server, worker):
-    """Large buffers go straight back to the system when freed (glibc's mmap threshold fixed at
-    1 MiB). By default glibc raises that threshold to the size of the largest block freed, up
-    to 32 MiB, so an upload's 1–8 MiB buffers (body reads, S3 parts) then came from the heap
-    arenas of whichever of the worker's threads served it and stayed there: the worker's RSS
-    grew by tens of MiB per large upload (bench/artifacts.py measures it)."""
+    """Large buffers go straight back to the system when freed: glibc's mmap threshold fixed at
+    4 MiB. By default glibc raises that threshold to the size of the largest block freed, up
+    to 32 MiB, so an S3 upload's 8 MiB parts then came from the heap arena of whichever of the
+    worker's threads served it and stayed there: the worker's RSS grew by tens of MiB per large
+    upload (bench/artifacts.py measures it). Not lower, and with a 16 MiB trim threshold: the
+    1 MiB buffers of a body read are reused from the heap rather than mapped and unmapped (a
+    page fault per 4 KiB each time)."""
     import ctypes
     import ctypes.util
 
@@ -106,7 +108,8 @@ def post_fork(server, worker):
     except OSError:
         mallopt = None
     if mallopt is not None:  # glibc; musl and others have no such knob (and no such growth)
-        mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD
+        mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        mallopt(-1, 16 * 1024 * 1024)  # M_TRIM_THRESHOLD
 
 
 def post_worker_init(worker):

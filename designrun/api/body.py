@@ -87,6 +87,8 @@ class _SocketBody(io.RawIOBase):
         return got
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (fewer only at the end of the body), as a bytearray: the
+        multipart decoder copies them into its own buffer anyway."""
         if size is None or size < 0:
             size = self._reader.length
         buffer = bytearray(size)
@@ -97,6 +99,6 @@ class _SocketBody(io.RawIOBase):
             if not got:
                 break
             filled += got
-        del view
+        view.release()
         del buffer[filled:]
-        return bytes(buffer)
+        return cast(bytes, buffer)

@@ -18,12 +18,20 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from werkzeug.sansio.multipart import (
+    Data,
+    Epilogue,
+    Field,
+    File,
+    MultipartDecoder,
+    NeedData,
+    State,
+)
 
 from designrun.api.body import upload_stream
 from designrun.errors import InvalidRequestError
@@ -49,6 +57,7 @@ class _Parser:
         self._decoder = MultipartDecoder(boundary, max_field, max_parts=MAX_PARTS)
         self._max_field = max_field
         self._ended = False
+        self.marker = b"--" + boundary  # what every delimiter line holds (after a line break)
 
     def next_event(self) -> object:
         while True:
@@ -69,37 +78,142 @@ class _Parser:
             else:
                 self._decoder.receive_data(chunk)
 
+    # A file part's bytes are scanned here rather than by the decoder (``_PartReader``): the
+    # decoder copies each byte four or five times (slices of its buffer), which made a 1 GiB
+    # multipart upload CPU-bound. These three reach into werkzeug's MultipartDecoder (pinned in
+    # requirements.lock): its state and its buffer; tests/api/artifacts/test_streaming.py
+    # covers forms cut at every offset around a delimiter.
+
+    def in_file_data(self) -> bool:
+        """Whether the decoder is inside a part's data, past its first piece."""
+        return bool(self._decoder.state == State.DATA and not self._ended)
+
+    def take_buffered(self) -> bytearray:
+        """What the decoder has received but not decoded yet (it keeps nothing)."""
+        data = bytearray(self._decoder.buffer)
+        del self._decoder.buffer[:]
+        return data
+
+    def give_back(self, data: bytes | bytearray | memoryview) -> None:
+        """Put bytes back in front of the decoder, which then carries on from them."""
+        self._decoder.buffer[:0] = data
+
+    def read_raw(self, size: int) -> bytes:
+        """Read the body on, past the decoder."""
+        chunk = self._stream.read(size)
+        if not chunk:
+            self._ended = True
+            self._decoder.receive_data(None)
+        return chunk
+
+
+# Bytes after a possible delimiter that settle whether it is one (the decoder allows blanks
+# between "--boundary" and its line break; past this many, it is data anyway).
+_DECIDE = 256
+
+
+def _decidable(after: bytes | bytearray) -> bool:
+    """Whether the decoder can tell from ``after`` if the ``--boundary`` before it ends a part:
+    the form's last delimiter ("--" follows), a line break, or too long a line for one."""
+    return after.startswith(b"--") or b"\n" in after or len(after) >= _DECIDE
+
 
 class _PartReader:
-    """The current file part's bytes, read from the request as the store asks for them."""
+    """The current file part's bytes, read from the request as the store asks for them.
+
+    After the decoder's first piece the reader scans the body itself (``_scan``): it reads
+    from the request, passes on everything that cannot hold the next delimiter, and at the
+    first ``--boundary`` hands the rest back to the decoder, which decides whether it is the
+    delimiter (then the part ends) or just data (then the decoder goes on, as it always did).
+
+    ``readinto`` copies the pieces straight into the caller's buffer (the local store fills
+    one reused buffer, storage/base.py ``read_chunks``); ``read(n)`` gives ``n`` bytes until
+    the part ends, as a file does (boto3's upload of a non-seekable stream keeps every short
+    read as a part of its own).
+    """
 
     def __init__(self, parser: _Parser) -> None:
         self._parser = parser
-        self._buffer = bytearray()
+        self._pending = memoryview(b"")  # bytes of the part not yet given to the caller
+        self._scanning = False  # True while the body is read and scanned here
+        self._carry = bytearray()  # scanned bytes that could begin a delimiter
         self.ended = False
 
-    def read(self, size: int | None = -1) -> bytes:
-        want = -1 if size is None else size
-        while not self.ended and (want < 0 or len(self._buffer) < want):
+    def _fill(self) -> bool:
+        """Make ``_pending`` hold the next bytes of the part; False at its end."""
+        while not self._pending:
+            if self.ended:
+                return False
+            if self._scanning:
+                self._scan()
+                continue
             event = self._parser.next_event()
             if not isinstance(event, Data):
                 raise InvalidRequestError("body: malformed multipart form (file part)")
-            self._buffer += event.data
             if not event.more_data:
                 self.ended = True
-        if want < 0 or want >= len(self._buffer):
-            out = bytes(self._buffer)
-            self._buffer.clear()
-        else:
-            out = bytes(self._buffer[:want])
-            del self._buffer[:want]
-        return out
+            elif self._parser.in_file_data():
+                self._scanning = True
+                self._carry = self._parser.take_buffered()
+            self._pending = memoryview(event.data)
+        return True
+
+    def _scan(self) -> None:
+        """Read on: the safe part into ``_pending``; at a possible delimiter, back to the
+        decoder. A delimiter is a line break, then ``--boundary``: the last ``len(marker) + 1``
+        bytes are kept back until the next read shows whether they begin one."""
+        marker = self._parser.marker
+        buffer = self._carry  # a fresh bytearray: nothing views it yet
+        chunk = self._parser.read_raw(_READ)
+        buffer += chunk
+        found = buffer.find(marker)
+        if found < 0 and chunk:
+            keep = min(len(buffer), len(marker) + 1)
+            self._pending = memoryview(buffer)[: len(buffer) - keep]
+            self._carry = bytearray(buffer[len(buffer) - keep :])
+            return
+        # A possible delimiter, or the end of the body: the decoder goes on from the line
+        # break before it (or from the end), and judges what it sees as it always did.
+        start = len(buffer) if found < 0 else found
+        if start and buffer[start - 1] == 0x0A:  # \n
+            start -= 1
+        if start and buffer[start - 1] == 0x0D:  # \r
+            start -= 1
+        if chunk and not _decidable(buffer[found + len(marker) : found + len(marker) + _DECIDE]):
+            # Not yet: given "\r\n--boundary" with its end still unread, the decoder passes
+            # the "\r" on as data (it allows a bare "\n" before a delimiter). Read on first.
+            self._pending = memoryview(buffer)[:start]
+            self._carry = bytearray(buffer[start:])
+            return
+        self._parser.give_back(memoryview(buffer)[start:])
+        self._pending = memoryview(buffer)[:start]
+        self._carry = bytearray()
+        self._scanning = False
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and self._fill():
+            n = min(len(view) - filled, len(self._pending))
+            view[filled : filled + n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            filled += n
+        return filled
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            pieces = []
+            while self._fill():
+                pieces.append(bytes(self._pending))
+                self._pending = memoryview(b"")
+            return b"".join(pieces)
+        buffer = bytearray(size)
+        del buffer[self.readinto(buffer) :]
+        return bytes(buffer)
 
     def drain(self) -> None:
-        while not self.ended:
-            self._buffer.clear()
-            self.read(_READ)
-        self._buffer.clear()
+        while self._fill():
+            self._pending = memoryview(b"")
 
 
 def _field_text(raw: bytearray, name: str) -> str:
