@@ -42,8 +42,12 @@ threads = int(os.environ.get("GUNICORN_API_THREADS", "8")) + (
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 20
 keepalive = 5
-max_requests = 10000
-max_requests_jitter = 1000
+# A worker is replaced after this many requests (a guard against slow leaks). Not too often: a
+# replacement closes the worker's keep-alive connections and ends its live streams (clients
+# reconnect), and at ingestion rates 10,000 requests came every half minute per worker, a
+# latency spike each time (bench/README.md). 0 turns replacement off.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "200000"))
+max_requests_jitter = max_requests // 10
 # GUNICORN_ACCESSLOG="" turns the access log off (benchmarks); a path writes it there.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
@@ -110,6 +114,11 @@ def post_fork(server, worker):
     if mallopt is not None:  # glibc; musl and others have no such knob (and no such growth)
         mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
         mallopt(-1, 16 * 1024 * 1024)  # M_TRIM_THRESHOLD
+    # A thread back from SQLite (which releases the GIL in every statement) waits up to the
+    # switch interval for the GIL while another thread of the process runs Python, and it may
+    # be holding the database's write lock that every other worker is queued on: 5 ms, a few
+    # times per commit, showed in p99 latency. 0.5 ms (bench/README.md, issue 13).
+    sys.setswitchinterval(0.0005)
 
 
 def post_worker_init(worker):

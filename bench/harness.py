@@ -110,15 +110,26 @@ class Server:
         return [int(p) for p in out.stdout.split()]
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time used so far by the live workers (from /proc)."""
+        """User + system CPU time used so far by the workers, live and exited (from /proc).
+
+        A worker replaced meanwhile (gunicorn's max_requests) takes its CPU time with it; the
+        master's counts of its reaped children keep it, so that a difference of two readings
+        never goes negative.
+        """
         total = 0
         for pid in self.worker_pids():
             try:
                 with open(f"/proc/{pid}/stat") as stat:
                     fields = stat.read().rsplit(")", 1)[1].split()
             except OSError:
-                continue  # a worker that just exited
+                continue  # a worker that just exited: counted below once reaped
             total += int(fields[11]) + int(fields[12])
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[13]) + int(fields[14])  # cutime + cstime: reaped workers
+        except OSError:
+            pass
         return total / os.sysconf("SC_CLK_TCK")
 
     def log_tail(self, lines: int = 30) -> str:
