@@ -114,11 +114,6 @@ def post_fork(server, worker):
     if mallopt is not None:  # glibc; musl and others have no such knob (and no such growth)
         mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
         mallopt(-1, 16 * 1024 * 1024)  # M_TRIM_THRESHOLD
-    # A thread back from SQLite (which releases the GIL in every statement) waits up to the
-    # switch interval for the GIL while another thread of the process runs Python, and it may
-    # be holding the database's write lock that every other worker is queued on: 5 ms, a few
-    # times per commit, showed in p99 latency. 0.5 ms (bench/README.md, issue 13).
-    sys.setswitchinterval(0.0005)
 
 
 def post_worker_init(worker):
