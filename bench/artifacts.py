@@ -19,6 +19,9 @@ gunicorn.conf.py's class:
   form, a presigned GET whole and in ranges): the most any client gets from that S3 endpoint
   (moto's server, its own process, is Python), and the ratio of designrun's transfer to it
   ("vs store"). moto, not the service, bounds the s3 rows: their target is "vs store" >= 0.5;
+- the JSON bound: a POST of a 1 GiB JSON body to the events endpoint, declared by its
+  Content-Length (target: 413 in < 100 ms, no growth of the worker's peak RSS) and chunked
+  without one (413 once MAX_JSON_BYTES has been read; informational);
 - the worker's peak RSS growth (VmHWM at the end minus VmRSS after a warm-up): target < 64 MiB.
 
     .venv/bin/python bench/artifacts.py              # 1 GiB, 3 rounds, about 3 minutes
@@ -35,10 +38,12 @@ import functools
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -54,9 +59,11 @@ from designrun.runner.wire import _MultipartBody
 from designrun.storage.s3 import _TRANSFER
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 SECRET = "bench-artifacts-runner-secret-0123456789abcdef"  # noqa: S105  (a scratch server)
 TARGET_RATIO = 0.5
 TARGET_RSS_MIB = 64
+TARGET_REFUSAL_MS = 100  # a declared 1 GiB JSON body: 413 from its headers
 # The "store alone" row each s3 transfer is compared with ("vs store").
 STORE_ROW = {
     "upload multipart": "store alone: boto3 parts",
@@ -271,6 +278,48 @@ def ranged(url: str, headers: dict[str, str], src: Path, size: int) -> None:
         assert download(url, asked, src, i * quarter) == stop - i * quarter + 1
 
 
+def refuse_json(url: str, path: str, token: str, chunked: bool) -> tuple[int, float]:
+    """POST a 1 GiB JSON body (declared by Content-Length, or chunked without one), sending it
+    as fast as the socket takes it; (status, seconds from the first byte sent to the status
+    line). The server must answer 413 without reading the body (declared) or once it has read
+    MAX_JSON_BYTES of it (chunked), and stay as small as it was."""
+    host, port = url.removeprefix("http://").split(":")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\n"
+        + ("Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {GiB}\r\n\r\n")
+    ).encode()
+    piece = b'{"type": "log", "message": "' + b"x" * (MiB - 40) + b'"},'
+    if chunked:
+        piece = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    answered = threading.Event()
+
+    def send(sock: socket.socket) -> None:
+        try:
+            for _ in range(GiB // MiB):
+                if answered.is_set():
+                    return
+                sock.sendall(piece)
+        except OSError:
+            pass  # the server closed the connection after its answer
+
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        start = time.perf_counter()
+        sock.sendall(head + (b"1\r\n[\r\n" if chunked else b"["))
+        sender = threading.Thread(target=send, args=(sock,), daemon=True)
+        sender.start()
+        answer = b""
+        while b"\r\n" not in answer:
+            data = sock.recv(4096)
+            if not data:
+                break
+            answer += data
+        seconds = time.perf_counter() - start
+        answered.set()
+    sender.join(timeout=60)
+    return int(answer.split(b" ", 2)[1]), seconds
+
+
 def _upload(runner: RunnerClient, src: Path, answer: dict[str, Any]) -> None:
     answer.update(runner.upload_artifact(src, "big"))
 
@@ -329,6 +378,15 @@ def bench_backend(
                     runner.upload_artifact(small, "warm-up")
             session.delete_run(run_id)
             base_rss = rss_kib(worker, "VmRSS")
+            if backend == "local":  # the JSON bound does not depend on the store
+                run_id, _, token = session.new_run()
+                path = f"/api/runner/runs/{run_id}/events"
+                for chunked in (False, True):  # declared first: its growth must be nil
+                    name = f"1 GiB JSON, {'chunked' if chunked else 'declared'}"
+                    before = rss_kib(worker, "VmHWM")
+                    status, seconds = refuse_json(server.url, path, token, chunked)
+                    assert status == 413, (name, status)
+                    samples[name] = [(seconds, (rss_kib(worker, "VmHWM") - before) / 1024)]
             for _ in range(rounds):
                 run_id, callback, token = session.new_run()
                 uploaded: dict[str, Any] = {}
@@ -405,6 +463,7 @@ def main() -> int:
         for backend in args.backends.split(","):
             samples = bench_backend(backend, src, size, workdir, args.rounds)
             growth = samples.pop("worker peak RSS growth MiB")[0][0]
+            refusals = {n: samples.pop(n)[0] for n in list(samples) if n.startswith("1 GiB")}
             rows = {name: summarize(values) for name, values in samples.items()}
             report["backends"][backend] = {"rows": rows, "samples": samples, "rss_mib": growth}
             for name, row in rows.items():
@@ -420,6 +479,17 @@ def main() -> int:
                 print(
                     f"{backend:8} {name:24} {row['seconds']:8.2f} {rate:7.0f} {copy_rate:7.0f} "
                     f"{row['ratio']:6.2f} {'' if versus is None else f'{versus:.2f}':>8}  {verdict}"
+                )
+                failed = failed or not ok
+            for name, (seconds, grew) in refusals.items():
+                report["backends"][backend][name] = {"seconds": seconds, "rss_growth_mib": grew}
+                declared = name.endswith("declared")
+                ok = not declared or (seconds * 1000 < TARGET_REFUSAL_MS and grew < 1)
+                verdict = f"{'PASS' if ok else 'FAIL'} (< {TARGET_REFUSAL_MS} ms, no growth)"
+                verdict = verdict if declared else "(reads MAX_JSON_BYTES first)"
+                print(
+                    f"{backend:8} {name + ': 413':24} {seconds * 1000:8.1f} ms, "
+                    f"peak RSS +{grew:5.1f} MiB {'':12}{verdict}"
                 )
                 failed = failed or not ok
             ok = growth < TARGET_RSS_MIB

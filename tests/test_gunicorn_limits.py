@@ -71,3 +71,38 @@ def test_an_endless_chunked_json_body_is_413_after_its_bound(server):
     chunk = b"%x\r\n" % size + b'{"email": "' + b" " * (size - 11) + b"\r\n"
     answer = _exchange(server, head, chunk)  # no terminating 0-chunk: the body never ends
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[ffff\r\n",  # not a chunk size
+        b"5\r\n[1,2,XXXX",  # a chunk without its terminating CRLF
+    ],
+)
+def test_a_malformed_chunked_body_is_a_json_400_not_a_500(server, body):
+    head = (
+        b"POST /api/auth/sign-in/email HTTP/1.1\r\n"
+        b"Host: " + HOST.encode() + b"\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    answer = _exchange(server, head, body)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"application/json" in answer.split(b"\r\n\r\n", 1)[0]
+
+
+def test_a_chunked_body_cut_short_is_a_json_400(server):
+    head = (
+        b"POST /api/auth/sign-in/email HTTP/1.1\r\n"
+        b"Host: " + HOST.encode() + b"\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    with socket.create_connection((HOST, server.port), timeout=WAIT) as sock:
+        sock.sendall(head + b"40\r\n" + b'{"email": "a@example.com", ')
+        sock.shutdown(socket.SHUT_WR)  # the client stops sending half way through a chunk
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]

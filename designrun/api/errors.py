@@ -9,6 +9,7 @@ import logging
 import uuid
 
 from flask import Flask, Response, jsonify, request
+from gunicorn.http.errors import NoMoreData, ParseException
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -17,6 +18,7 @@ from werkzeug.routing import Map, Rule
 from designrun.errors import (
     ApiError,
     DatabaseUnavailableError,
+    InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
     StorageUnavailableError,
@@ -126,6 +128,16 @@ def register_error_handlers(app: Flask) -> None:
             if name.lower() not in {"content-type", "content-length"}:
                 response.headers[name] = value
         return response
+
+    @app.errorhandler(ParseException)
+    @app.errorhandler(NoMoreData)
+    def handle_malformed_body(error: Exception) -> Response:
+        # gunicorn parses a chunked body as the view reads it: a bad chunk size, a missing
+        # terminator or a body that ends early surfaces here, a client's mistake (gunicorn
+        # closes the connection afterwards: where the next request would start is unknown).
+        _rollback()
+        name = type(error).__name__
+        return render(InvalidRequestError(f"body: malformed or incomplete chunked body ({name})"))
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
