@@ -9,9 +9,10 @@ Delivery rules, in short:
   ``"<client uuid>:<counter>"`` when it is enqueued, so a batch resent after a lost response is
   stored once (the server answers the original ids).
 - One sender at a time (``_send_lock``) takes batches from the head of the queue and removes them
-  only once the server has acknowledged them. That is what keeps the order, and it is why a batch
-  that exhausts its retries stays at the head: the next flush (background or explicit) resends it,
-  and later events queue behind it, until ``close()``.
+  only once the server has acknowledged them (runner/events.py: ``drain`` and the background
+  ``flusher``). That is what keeps the order, and it is why a batch that exhausts its retries
+  stays at the head: the next flush (background or explicit) resends it, and later events queue
+  behind it, until ``close()``.
 - Connection errors, timeouts, 429 and 5xx are retried with capped exponential backoff and jitter
   (``Retry-After`` wins when the server sends one, capped too). Other 4xx are final: ``409
   run_finished`` becomes ``RunCancelled``, anything else ``RunnerError``.
@@ -35,7 +36,7 @@ from typing import Any
 
 import requests
 
-from designrun.runner import direct
+from designrun.runner import direct, events
 from designrun.runner.wire import (
     _RETRYABLE_EXCEPTIONS,
     MAX_BATCH,
@@ -128,7 +129,8 @@ class RunnerClient:
         self._set_token(token.strip(), refreshed=False)
 
         # _cond guards the queue and the flags below. _send_lock is held by whoever is
-        # sending events; only that holder removes events from the queue (from the head).
+        # sending events; only that holder removes events from the queue (from the head),
+        # in runner/events.py.
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
         self._queue: collections.deque[_Event] = collections.deque()
@@ -219,7 +221,10 @@ class RunnerClient:
             self._queue.append(_Event(self._counter, time.monotonic(), wire))
             if self._thread is None and not self._closing:
                 self._thread = threading.Thread(
-                    target=self._flusher, name=f"designrun-runner-{self.run_id[:8]}", daemon=True
+                    target=events.flusher,
+                    args=(self,),
+                    name=f"designrun-runner-{self.run_id[:8]}",
+                    daemon=True,
                 )
                 self._thread.start()
             if len(self._queue) == 1 or len(self._queue) >= self._batch_size:
@@ -253,89 +258,12 @@ class RunnerClient:
                 self._flush_waiters -= 1
                 self._cond.notify_all()
         try:
-            self._drain(upto=upto, deadline=deadline, background=False)
+            events.drain(self, upto=upto, deadline=deadline, background=False)
             with self._cond:
                 self._paused = False  # an explicit flush got through: resume the flusher
                 self._cond.notify_all()
         finally:
             self._send_lock.release()
-
-    def _drain(self, *, upto: int | None, deadline: float | None, background: bool) -> None:
-        """Send batches from the head of the queue (caller holds _send_lock)."""
-        while True:
-            with self._cond:
-                if not self._queue or (upto is not None and self._queue[0].number > upto):
-                    return
-                size = 1 if self._single_left else self._batch_size
-                batch = [self._queue[i] for i in range(min(size, len(self._queue)))]
-            try:
-                self._post(
-                    "events",
-                    json_body={"events": [e.wire for e in batch]},
-                    deadline=deadline,
-                    background=background,
-                )
-            except RunnerError as exc:
-                if exc.status not in (400, 413):
-                    raise
-                # The server refused the content. Resend the batch one event at a time; the
-                # single event it still refuses is dropped, so that it cannot block the log.
-                if len(batch) > 1:
-                    self._single_left = len(batch)
-                    continue
-                log.error(
-                    "run %s: the server refused event %r and it is dropped: %s",
-                    self.run_id,
-                    batch[0].wire["eventType"],
-                    exc,
-                )
-            with self._cond:
-                for _ in batch:
-                    self._queue.popleft()
-            self._single_left = max(0, self._single_left - len(batch))
-
-    def _flusher(self) -> None:
-        """The background thread: flush on batch_size, or flush_interval after an event."""
-        failures = 0
-        retry_at = 0.0
-        while True:
-            with self._cond:
-                while True:
-                    if self._closing:
-                        return
-                    if not self._queue or self._paused or self._flush_waiters:
-                        self._cond.wait()
-                        continue
-                    due = self._queue[0].enqueued_at + self._flush_interval
-                    if failures:
-                        due = max(due, retry_at)
-                    elif len(self._queue) >= self._batch_size:
-                        break
-                    remaining = due - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-            with self._send_lock:
-                try:
-                    self._drain(upto=None, deadline=None, background=True)
-                    failures = 0
-                except _Interrupted:
-                    continue
-                except RunnerError as exc:
-                    failures += 1
-                    if not exc.retryable:
-                        # A 401/403/404 will not heal by itself: wait for an explicit flush().
-                        with self._cond:
-                            self._paused = True
-                        log.error("run %s: events not sent, flusher paused: %s", self.run_id, exc)
-                    else:
-                        log.warning("run %s: events not sent yet, will retry: %s", self.run_id, exc)
-                except Exception:
-                    failures += 1
-                    log.exception("run %s: unexpected error in the event flusher", self.run_id)
-                if failures:
-                    delay = max(self._flush_interval, self._backoff_base) * 2 ** min(failures, 30)
-                    retry_at = time.monotonic() + min(self._backoff_cap, delay)
 
     # -- artifacts ------------------------------------------------------------------------
 
