@@ -15,7 +15,6 @@ Exit status: 0 when every target passes, 1 when one fails, 2 when the bench coul
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -28,16 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import ceiling_app
-import requests
 from dataset import (
     Database,
-    ReadSet,
     User,
     check_logs,
-    count_events,
     create_runs,
-    load_large,
-    load_small,
     migrate,
     sign_up,
     write_runs_file,
@@ -46,7 +40,6 @@ from harness import (
     BENCH,
     ROOT,
     WrkResult,
-    clean_env,
     cpu_busy,
     create_pg_database,
     drop_pg_database,
@@ -55,6 +48,8 @@ from harness import (
     pg_dsn_for,
     run_wrk,
 )
+from reads import run_reads
+from table import Bench, Row, print_table
 from verify import verify
 
 from designrun.auth import runner_tokens
@@ -68,48 +63,6 @@ TARGETS = {
     ("postgresql", "batch"): 0.8,
 }
 P99_LIMIT_MS = 30.0  # single events on SQLite
-READ_RATIO = 1.5
-
-
-@dataclass
-class Row:
-    """One line of the result table."""
-
-    check: str
-    designrun: str
-    reference: str
-    ratio: str
-    target: str
-    verdict: str  # PASS, FAIL or info
-    data: dict[str, Any] = field(default_factory=dict)
-    lost_duplicated: str = ""
-
-
-@dataclass
-class Bench:
-    """Options and the rows collected so far."""
-
-    args: argparse.Namespace
-    workdir: Path
-    rows: list[Row] = field(default_factory=list)
-    profiles: list[tuple[str, str]] = field(default_factory=list)
-    busy_before: float = 0.0
-
-    @property
-    def secret(self) -> str:
-        return "bench-runner-secret-" + "0" * 24
-
-    def env(self, db: Database, name: str) -> dict[str, str]:
-        instance = self.workdir / f"instance-{name}"
-        instance.mkdir(exist_ok=True)
-        return clean_env(
-            DATABASE_URL=db.url,
-            DESIGNRUN_INSTANCE_PATH=str(instance),
-            RUNNER_AUTH_SECRET=self.secret,
-            SECRET_KEY="bench-secret-key-" + "0" * 24,
-            # The bench's runs are written to by the bench itself: start no runner for them.
-            RUNNER_BACKEND="none",
-        )
 
 
 # --- ingestion -----------------------------------------------------------------------------------
@@ -390,143 +343,6 @@ def ingest_rows(bench: Bench, kind: str, ours: Target, ceiling: Target, checked:
     )
 
 
-# --- reads ---------------------------------------------------------------------------------------
-
-
-def _collect_cursors(url: str, user: User, wanted: int) -> list[str | None]:
-    """Cursors spread over the account's whole run list (walking it 100 runs a page)."""
-    cursors: list[str | None] = [None]
-    cursor: str | None = None
-    with requests.Session() as http:
-        http.headers["Authorization"] = f"Bearer {user.token}"
-        while True:
-            params: dict[str, str | int] = {"limit": 100}
-            if cursor:
-                params["cursor"] = cursor
-            resp = http.get(f"{url}/api/design/runs", params=params, timeout=60)
-            resp.raise_for_status()
-            cursor = resp.json()["nextCursor"]
-            if cursor is None:
-                break
-            cursors.append(cursor)
-    step = max(1, len(cursors) // wanted)
-    return cursors[::step]
-
-
-def _read_paths(bench: Bench, url: str, read_set: ReadSet) -> dict[str, list[str]]:
-    runs = []
-    for i, cursor in enumerate(_collect_cursors(url, read_set.user, 50)):
-        path = "/api/design/runs?limit=20" + (f"&cursor={cursor}" if cursor else "")
-        runs.append(path + ("&status=completed" if i % 2 else ""))
-    top = max(0, read_set.target_events - 100)
-    rng = uuid.uuid4().int
-    events = [
-        f"/api/design/runs/{read_set.target_run}/events?limit=100&after={(rng >> i) % (top + 1)}"
-        for i in range(500)
-    ]
-    return {"list-runs": runs, "events-page": events}
-
-
-def _read_env(bench: Bench, url: str, read_set: ReadSet, label: str) -> dict[str, dict[str, str]]:
-    """Per endpoint, the wrk environment of a reads.lua run (its paths checked once first)."""
-    envs = {}
-    for endpoint, paths in _read_paths(bench, url, read_set).items():
-        resp = requests.get(
-            url + paths[-1], headers={"Authorization": f"Bearer {read_set.user.token}"}, timeout=30
-        )
-        if resp.status_code != 200:
-            raise RuntimeError(f"{endpoint} {paths[-1]}: {resp.status_code} {resp.text[:300]}")
-        paths_file = bench.workdir / f"paths-{label}-{endpoint}.txt"
-        paths_file.write_text("\n".join(paths) + "\n")
-        envs[endpoint] = {"WRK_PATHS_FILE": str(paths_file), "WRK_TOKEN": read_set.user.token}
-    return envs
-
-
-def _median(results: list[WrkResult]) -> WrkResult:
-    return sorted(results, key=lambda r: r.p50)[(len(results) - 1) // 2]
-
-
-def run_reads(bench: Bench, kind: str, small_db: Database, large_db: Database) -> None:
-    """List-runs and events-page latency with 10^3 versus ``--large-events`` stored events.
-
-    Two databases served side by side, the large one being the small one plus the bulk load;
-    measurements alternate between them (``--rounds``), so machine drift cancels out.
-    """
-    servers = {}
-    sets = {}
-    with contextlib.ExitStack() as stack:
-        for label, db in (("small", small_db), ("large", large_db)):
-            name = f"reads-{label}-{kind}"
-            migrate(db, bench.env(db, name), bench.args.app_root)
-            servers[label] = stack.enter_context(
-                gunicorn(
-                    name,
-                    "wsgi:app",
-                    bench.env(db, name),
-                    bench.workdir,
-                    bench.args.workers,
-                    chdir=None,
-                    root=bench.args.app_root,
-                )
-            )
-            user = sign_up(servers[label].url, f"reads-{kind}@bench.example")
-            sets[label] = load_small(db, user, runs=100, events=1000)
-        print(f"  reads-{kind}: loading {bench.args.large_events:,} events", flush=True)
-        seconds = load_large(large_db, sets["large"], bench.args.large_events, target_share=0.2)
-        stored = count_events(large_db)
-        print(f"  reads-{kind}: {stored:,} events loaded in {seconds:.0f} s", flush=True)
-        envs = {
-            label: _read_env(bench, servers[label].url, sets[label], label) for label in servers
-        }
-        n = bench.args.read_connections
-        results: dict[tuple[str, str], list[WrkResult]] = {}
-        for label in servers:  # warm-up
-            for env in envs[label].values():
-                run_wrk("reads.lua", servers[label].url, n, n, 1, env)
-        for _ in range(max(2, bench.args.rounds)):
-            for endpoint in ("list-runs", "events-page"):
-                for label in servers:
-                    result = run_wrk(
-                        "reads.lua",
-                        servers[label].url,
-                        n,
-                        n,
-                        bench.args.read_seconds,
-                        envs[label][endpoint],
-                    )
-                    results.setdefault((label, endpoint), []).append(result)
-    for endpoint in ("list-runs", "events-page"):
-        a = _median(results[("small", endpoint)])
-        b = _median(results[("large", endpoint)])
-        ratio = b.p50 / a.p50 if a.p50 else 0.0
-        clean = not any(
-            r.non_2xx or r.errors
-            for key, runs in results.items()
-            if key[1] == endpoint
-            for r in runs
-        )
-        bench.rows.append(
-            Row(
-                f"{kind}: {endpoint} p50 (p99), 1e3 vs {stored:.0e} events",
-                f"{b.p50:.1f} ({b.p99:.1f}) ms, {b.rate:,.0f} req/s",
-                f"{a.p50:.1f} ({a.p99:.1f}) ms, {a.rate:,.0f} req/s",
-                f"{ratio:.2f}x",
-                f"<= {READ_RATIO}x",
-                "PASS" if ratio <= READ_RATIO and clean else "FAIL",
-                {
-                    "small": [asdict(r) for r in results[("small", endpoint)]],
-                    "large": [asdict(r) for r in results[("large", endpoint)]],
-                    "stored_events": stored,
-                    "target_run_events": sets["large"].target_events,
-                    "account_runs": sets["large"].account_runs,
-                },
-            )
-        )
-
-
-# --- driver --------------------------------------------------------------------------------------
-
-
 def _pg_database(bench: Bench, name: str) -> str:
     create_pg_database(bench.args.pg_dsn, name)
     bench.args.pg_created.append(name)
@@ -549,27 +365,6 @@ def run_backend(bench: Bench, kind: str) -> None:
         ingest_rows(bench, kind, ours, ceiling, checked)
     if not bench.args.skip_reads:
         run_reads(bench, kind, small_db, large_db)
-
-
-def print_table(rows: list[Row]) -> None:
-    headers = (
-        "check",
-        "designrun",
-        "reference (ceiling / 1e3)",
-        "ratio",
-        "lost/dup",
-        "target",
-        "result",
-    )
-    cells = [headers] + [
-        (r.check, r.designrun, r.reference, r.ratio, r.lost_duplicated, r.target, r.verdict)
-        for r in rows
-    ]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
-    for i, line in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
