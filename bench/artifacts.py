@@ -10,10 +10,10 @@ gunicorn.conf.py's class:
   compares the start of each response with the source file, but does not write them to disk:
   the client's disk is not the service, and on one machine its writes would slow the server's;
 - throughput of each as a ratio of a plain local file copy of the same size (copy + fsync, on
-  the same disk), taken right before each transfer, round after round: the disk of a shared
-  virtual machine varies several-fold from one second to the next, so each transfer is
-  compared with a copy taken a moment earlier and the median of the paired ratios is reported
-  (``--rounds``). Target >= 0.5;
+  the same disk), taken next to each transfer (before it in even rounds, after it in odd
+  ones), round after round: the disk of a shared virtual machine varies several-fold from one
+  second to the next, so each transfer is compared with a copy taken a moment apart and the
+  median of the paired ratios is reported (``--rounds``, default 4). Target >= 0.5;
 - s3 only: the same transfers done straight against the store with no designrun in between
   ("store alone": a presigned PUT, boto3's upload in parts as the worker relays a multipart
   form, a presigned GET whole and in ranges): the most any client gets from that S3 endpoint
@@ -24,7 +24,7 @@ gunicorn.conf.py's class:
   without one (413 once MAX_JSON_BYTES has been read; informational);
 - the worker's peak RSS growth (VmHWM at the end minus VmRSS after a warm-up): target < 64 MiB.
 
-    .venv/bin/python bench/artifacts.py              # 1 GiB, 3 rounds, about 3 minutes
+    .venv/bin/python bench/artifacts.py              # 1 GiB, 4 rounds, about 6 minutes
     .venv/bin/python bench/artifacts.py --size-mib 256 --backends local --rounds 1
 
 Everything stays on 127.0.0.1; the scratch folder is removed at the end (``--keep`` keeps it).
@@ -228,9 +228,12 @@ def start_moto(folder: Path, env: dict[str, str]) -> tuple[subprocess.Popen[byte
             time.sleep(0.2)
 
 
-def store_alone(client: Any, bucket: str, src: Path, size: int) -> dict[str, float]:
+def store_alone(
+    client: Any, bucket: str, src: Path, size: int, before: Callable[[], None]
+) -> dict[str, float]:
     """Seconds to PUT ``src`` to a presigned URL and GET it back (whole, then in four ranges),
-    as designrun's clients do, but with no designrun in between."""
+    as designrun's clients do, but with no designrun in between; ``before`` runs before each
+    (moto keeps large objects in temporary files: a cold page cache slows its reads too)."""
     key = f"store-alone/{uuid.uuid4().hex}"
     put_url = client.generate_presigned_url(
         "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
@@ -241,18 +244,22 @@ def store_alone(client: Any, bucket: str, src: Path, size: int) -> dict[str, flo
             body = _MultipartBody(b"", file, size, b"")  # as designrun.runner sends it
             requests.put(put_url, data=body, timeout=600).raise_for_status()
 
+    before()
     seconds = {"store alone: upload": timed(put)}
 
     def relay() -> None:  # what the worker does with a multipart form's file: boto3, in parts
         with src.open("rb") as file:
             client.upload_fileobj(_Unseekable(file), bucket, key + "-parts", Config=_TRANSFER)
 
+    before()
     seconds["store alone: boto3 parts"] = timed(relay)
     client.delete_object(Bucket=bucket, Key=key + "-parts")
     get_url = client.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
     )
+    before()
     seconds["store alone: download"] = timed(lambda: download(get_url, {}, src))
+    before()
     seconds["store alone: 4 ranges"] = timed(lambda: ranged(get_url, {}, src, size))
     client.delete_object(Bucket=bucket, Key=key)
     return seconds
@@ -354,11 +361,20 @@ def bench_backend(
     samples: dict[str, list[tuple[float, float]]] = {}
 
     def measure(name: str, action: Callable[[], Any], *warm: Path) -> None:
-        settle(src)
-        baseline = copy_seconds(src, workdir)
+        """One paired sample. The disk of this machine writes a burst fast and then slows down
+        for a while: whichever of the two goes second pays for the first's writes, so the
+        order alternates from round to round."""
+        copy_first = len(samples.get(name, [])) % 2 == 0
+        if copy_first:
+            settle(src)
+            baseline = copy_seconds(src, workdir)
         settle(src, *warm)
         prime()
-        samples.setdefault(name, []).append((timed(action), baseline))
+        seconds = timed(action)
+        if not copy_first:
+            settle(src)
+            baseline = copy_seconds(src, workdir)
+        samples.setdefault(name, []).append((seconds, baseline))
 
     def prime() -> None:
         """Dropping the page cache also dropped the servers' code: fault it back in first."""
@@ -416,9 +432,13 @@ def bench_backend(
                 if s3 is not None:
                     settle(src)
                     baseline = copy_seconds(src, workdir)
-                    settle(src)
-                    prime()
-                    for name, seconds in store_alone(s3, env["S3_BUCKET"], src, size).items():
+
+                    def cold() -> None:  # the state designrun's transfers start from
+                        settle(src)
+                        prime()
+
+                    alone = store_alone(s3, env["S3_BUCKET"], src, size, cold)
+                    for name, seconds in alone.items():
                         samples.setdefault(name, []).append((seconds, baseline))
             growth = (rss_kib(worker, "VmHWM") - base_rss) / 1024
             samples["worker peak RSS growth MiB"] = [(growth, 0.0)]
@@ -441,7 +461,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--backends", default="local,s3")
-    parser.add_argument("--rounds", type=int, default=3, help="paired measurements per transfer")
+    parser.add_argument("--rounds", type=int, default=4, help="paired measurements per transfer")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     size = args.size_mib * MiB
@@ -454,7 +474,7 @@ def main() -> int:
         copy_seconds(src, workdir)  # warm the page cache, as the uploads read a warm file too
         print(
             f"{args.size_mib} MiB, {args.rounds} rounds; 'copy' is the plain local copy taken "
-            "right before each transfer (median MiB/s), 'ratio' the median of copy/transfer"
+            "next to each transfer (median MiB/s), 'ratio' the median of copy/transfer"
         )
         print(
             f"{'backend':8} {'transfer':24} {'seconds':>8} {'MiB/s':>7} {'copy':>7} "
