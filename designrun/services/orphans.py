@@ -27,10 +27,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from designrun import leases
 from designrun.database import write_transaction
 from designrun.extensions import db
 from designrun.models import Artifact, StorageDeletion, StorageSweep
@@ -67,15 +68,10 @@ def queue_deletions(session: Session, prefixes: Iterable[str]) -> list[uuid.UUID
 def _claim_deletion(deletion_id: uuid.UUID, now: datetime) -> datetime | None:
     lease = now + LEASE
     with write_transaction() as session:
-        result: Any = session.execute(
-            update(StorageDeletion)
-            .where(
-                StorageDeletion.id == deletion_id,
-                or_(StorageDeletion.claimed_until.is_(None), StorageDeletion.claimed_until < now),
-            )
-            .values(claimed_until=lease)
+        taken = leases.take(
+            session, StorageDeletion, StorageDeletion.id == deletion_id, now=now, lease=lease
         )
-    return lease if result.rowcount == 1 else None
+    return lease if taken else None
 
 
 def _attempt(deletion_id: uuid.UUID) -> bool:
@@ -128,7 +124,7 @@ def _retry_due() -> int:
             select(StorageDeletion.id)
             .where(
                 StorageDeletion.next_attempt_at <= now,
-                or_(StorageDeletion.claimed_until.is_(None), StorageDeletion.claimed_until < now),
+                leases.free(StorageDeletion, now),
             )
             .order_by(StorageDeletion.next_attempt_at)
             .limit(RETRY_BATCH)
@@ -153,16 +149,8 @@ def _claim_sweep(now: datetime) -> tuple[datetime, str | None] | None:
     db.session.rollback()
     lease = now + LEASE
     with write_transaction() as session:
-        result: Any = session.execute(
-            update(StorageSweep)
-            .where(
-                StorageSweep.name == SWEEP,
-                StorageSweep.next_run_at <= now,
-                or_(StorageSweep.claimed_until.is_(None), StorageSweep.claimed_until < now),
-            )
-            .values(claimed_until=lease)
-        )
-        if result.rowcount != 1:
+        due = (StorageSweep.name == SWEEP, StorageSweep.next_run_at <= now)
+        if not leases.take(session, StorageSweep, *due, now=now, lease=lease):
             return None
         cursor = session.scalar(select(StorageSweep.cursor).where(StorageSweep.name == SWEEP))
     return lease, cursor

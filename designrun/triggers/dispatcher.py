@@ -33,9 +33,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 
-from designrun import observability
+from designrun import leases, observability
 from designrun.database import write_transaction
 from designrun.extensions import db
 from designrun.models import DispatchState, FailureReason, Run, RunStatus, Trigger
@@ -115,7 +115,7 @@ def run_once(app: Flask) -> int:
                 select(Trigger.id, Trigger.backend)
                 .where(
                     Trigger.next_attempt_at <= now,
-                    or_(Trigger.claimed_until.is_(None), Trigger.claimed_until < now),
+                    leases.free(Trigger, now),
                 )
                 .order_by(Trigger.next_attempt_at)
                 .limit(BATCH)
@@ -148,15 +148,7 @@ def _lease(app: Flask, extra_seconds: float) -> datetime:
 def _claim(trigger_id: uuid.UUID, now: datetime, lease: datetime) -> bool:
     """Take the row's lease if nobody holds it; True when this process now owns it."""
     with write_transaction() as session:
-        result: Any = session.execute(
-            update(Trigger)
-            .where(
-                Trigger.id == trigger_id,
-                or_(Trigger.claimed_until.is_(None), Trigger.claimed_until < now),
-            )
-            .values(claimed_until=lease)
-        )
-    return bool(result.rowcount == 1)
+        return leases.take(session, Trigger, Trigger.id == trigger_id, now=now, lease=lease)
 
 
 def _renew(

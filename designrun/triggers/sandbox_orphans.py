@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask import Flask
 from sqlalchemy import or_, select, update
 
+from designrun import leases
 from designrun.database import write_transaction
 from designrun.extensions import db
 from designrun.models import DaytonaSandbox, Run, RunStatus, SandboxState, SweepLease
@@ -93,19 +93,14 @@ def _claim_named(name: str) -> datetime | None:
         if session.get(SweepLease, name) is None:
             session.add(SweepLease(name=name))
             session.flush()
-        result: Any = session.execute(
-            update(SweepLease)
-            .where(
-                SweepLease.name == name,
-                or_(SweepLease.claimed_until.is_(None), SweepLease.claimed_until < now),
-                or_(
-                    SweepLease.last_run_at.is_(None),
-                    SweepLease.last_run_at < now - timedelta(seconds=MIN_GAP_SECONDS),
-                ),
-            )
-            .values(claimed_until=lease)
+        rested = or_(
+            SweepLease.last_run_at.is_(None),
+            SweepLease.last_run_at < now - timedelta(seconds=MIN_GAP_SECONDS),
         )
-    return lease if result.rowcount == 1 else None
+        taken = leases.take(
+            session, SweepLease, SweepLease.name == name, rested, now=now, lease=lease
+        )
+    return lease if taken else None
 
 
 def _release_named(name: str, held: datetime) -> None:

@@ -35,9 +35,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import object_session
 
+from designrun import leases
 from designrun.database import write_transaction
 from designrun.extensions import db
 from designrun.models import (
@@ -223,10 +224,7 @@ def watch_once(app: Flask) -> int:
                 .where(
                     DaytonaSandbox.next_check_at <= now,
                     DaytonaSandbox.state != SandboxState.DELETED.value,
-                    or_(
-                        DaytonaSandbox.claimed_until.is_(None),
-                        DaytonaSandbox.claimed_until < now,
-                    ),
+                    leases.free(DaytonaSandbox, now),
                 )
                 .order_by(DaytonaSandbox.next_check_at)
                 .limit(BATCH)
@@ -254,15 +252,9 @@ def watch_once(app: Flask) -> int:
 
 def _claim(run_id: uuid.UUID, now: datetime, lease: datetime) -> bool:
     with write_transaction() as session:
-        result: Any = session.execute(
-            update(DaytonaSandbox)
-            .where(
-                DaytonaSandbox.run_id == run_id,
-                or_(DaytonaSandbox.claimed_until.is_(None), DaytonaSandbox.claimed_until < now),
-            )
-            .values(claimed_until=lease)
+        return leases.take(
+            session, DaytonaSandbox, DaytonaSandbox.run_id == run_id, now=now, lease=lease
         )
-    return bool(result.rowcount == 1)
 
 
 def _release(run_id: uuid.UUID, held: datetime, **values: Any) -> bool:

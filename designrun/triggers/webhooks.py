@@ -28,9 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from flask import Flask
 from requests.adapters import HTTPAdapter
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
-from designrun import observability
+from designrun import leases, observability
 from designrun.database import write_transaction
 from designrun.extensions import db
 from designrun.models import WebhookDelivery, WebhookEndpoint
@@ -74,10 +74,7 @@ def run_once(app: Flask) -> int:
                 .where(
                     WebhookDelivery.state == "pending",
                     WebhookDelivery.next_attempt_at <= now,
-                    or_(
-                        WebhookDelivery.claimed_until.is_(None),
-                        WebhookDelivery.claimed_until < now,
-                    ),
+                    leases.free(WebhookDelivery, now),
                 )
                 .order_by(WebhookDelivery.next_attempt_at)
                 .limit(BATCH)
@@ -101,16 +98,8 @@ def run_once(app: Flask) -> int:
 
 def _claim(delivery_id: uuid.UUID, now: datetime, lease: datetime) -> bool:
     with write_transaction() as session:
-        result: Any = session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id == delivery_id,
-                WebhookDelivery.state == "pending",
-                or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
-            )
-            .values(claimed_until=lease)
-        )
-    return bool(result.rowcount == 1)
+        pending = (WebhookDelivery.id == delivery_id, WebhookDelivery.state == "pending")
+        return leases.take(session, WebhookDelivery, *pending, now=now, lease=lease)
 
 
 def _fenced(delivery_id: uuid.UUID, held: datetime, **values: Any) -> bool:

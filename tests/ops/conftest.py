@@ -1,6 +1,6 @@
 """Fixtures for the operations tests: a loopback HTTP server (fake job service, webhook receiver).
 
-As in tests/triggers: the server listens on 127.0.0.1 (not "localhost"), no proxy variable
+As in tests/triggers (tests/loopback.py): the server listens on 127.0.0.1, no proxy variable
 can send a request elsewhere, and after each test it must have seen no handler error.
 """
 
@@ -11,22 +11,7 @@ from collections.abc import Iterator
 import pytest
 from pytest_httpserver import HTTPServer
 
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-
-
-@pytest.fixture(scope="session")
-def make_httpserver() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
+from tests.loopback import _no_proxy, make_httpserver  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -83,3 +83,28 @@ def test_one_thread_per_event_request_leaves_no_descriptor_behind(app, client):
     # On PostgreSQL the fast path keeps a few idle connections for the next requests.
     idle = PgConnections.MAX_IDLE if os.environ.get("TEST_DATABASE_URL") else 0
     assert _open_descriptors() <= before + 2 + idle
+
+
+def test_idle_fast_path_connections_are_closed_at_exit(app, client):
+    """``close_pg_connections`` (registered with atexit) says goodbye to the server for every
+    idle fast-path connection, instead of leaving them to the garbage collector."""
+    from designrun.database import close_pg_connections, pg_connections
+    from designrun.extensions import db
+    from tests.factories import runner_headers
+
+    with app.app_context():
+        pool = pg_connections(db.engine)
+    if pool is None:
+        pytest.skip("the event fast path's own connections are PostgreSQL's")
+    run = make_run(app, make_user(app))
+    resp = client.post(
+        f"/api/runner/runs/{run.id}/events",
+        json={"eventType": "log"},
+        headers=runner_headers(app, run),
+    )
+    assert resp.status_code == 200
+    idle = list(pool.idle)
+    assert idle  # the request gave its connection back
+    close_pg_connections()
+    assert pool.idle == []
+    assert all(conn.closed for conn in idle)
