@@ -103,7 +103,8 @@ class Server:
     log_path: Path
 
     def worker_pids(self) -> list[int]:
-        """The pids of the master's children (the sync workers)."""
+        """The pids of the master's children: its workers, and designrun's SQLite event writer
+        (services/event_writer.py), whose CPU is part of what the service spends."""
         out = subprocess.run(
             ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
         )

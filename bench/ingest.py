@@ -174,7 +174,10 @@ def _ceiling_setup(bench: Bench, kind: str) -> tuple[Database, dict[str, str]]:
         path = bench.workdir / "ceiling.db"
         ceiling_app.init_sqlite(str(path))
         db = Database("sqlite", f"sqlite:///{path}")
-        return db, {"CEILING_MODE": bench.args.ceiling_mode, "CEILING_DB": str(path)}
+        # The ceiling runs under designrun's gunicorn.conf.py too; it has no use for the
+        # event writer process that file starts for designrun on SQLite.
+        env = {"CEILING_MODE": bench.args.ceiling_mode, "CEILING_DB": str(path)}
+        return db, {**env, "DESIGNRUN_SQLITE_EVENT_WRITER": "0"}
     dsn = _pg_database(bench, f"ceiling_bench_{os.getpid()}")
     ceiling_app.init_pg(dsn)
     return Database("postgresql", dsn), {"CEILING_MODE": "pg_seq", "CEILING_PG_DSN": dsn}

@@ -35,7 +35,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
@@ -179,9 +179,14 @@ _writers_lock = threading.Lock()
 
 def sqlite_database(engine: Engine) -> str | None:
     """The SQLite file of ``engine``, or None (not SQLite, in memory, or a URI filename)."""
-    if engine.dialect.name != "sqlite":
+    return sqlite_file(engine.url)
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The SQLite file a database URL names, or None (not SQLite, in memory, or a URI)."""
+    if url.get_backend_name() != "sqlite":
         return None
-    database = engine.url.database
+    database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return database

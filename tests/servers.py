@@ -28,6 +28,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def children(master: int) -> list[tuple[int, str]]:
+    """The master's child processes: (pid, command line)."""
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
+    found = []
+    for pid in map(int, out.split()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # exited meanwhile
+        found.append((pid, cmdline))
+    return found
+
+
+def worker_pids(master: int) -> list[int]:
+    """The master's gunicorn workers (not the SQLite event writer it also runs)."""
+    return [pid for pid, cmdline in children(master) if EVENT_WRITER not in cmdline]
+
+
+def event_writer_pids(master: int) -> list[int]:
+    """The master's SQLite event writer (services/event_writer.py): one process, or none."""
+    return [pid for pid, cmdline in children(master) if EVENT_WRITER in cmdline]
+
+
+EVENT_WRITER = "designrun.services.event_writer"
+
+
 class GunicornServer:
     """``gunicorn wsgi:app`` from the repository root, with gunicorn.conf.py and ``env``."""
 

@@ -1,11 +1,13 @@
 """Event ingestion under gthread workers, whose concurrent requests are committed together.
 
-- Sixteen runners post single events and batches through two gthread workers (so requests of
-  one process share SQLite transactions: services/event_store.py ``_GroupCommit``) while a
-  worker is SIGKILLed again and again, in the middle of whatever group it is committing. Each
-  runner resends a request until it is acknowledged, with the same idempotency keys, as the
-  runner client does. Afterwards every acknowledged event is stored exactly once, with the id
-  it was acknowledged with, and each run's sequence follows the order its runner sent.
+- Sixteen runners post single events and batches through two gthread workers while a process
+  is SIGKILLed again and again, in the middle of whatever group it is committing: on SQLite
+  in turn a worker and the event writer (services/event_writer.py: one process commits every
+  worker's requests; the workers commit their own, ``_GroupCommit``, while it is restarted),
+  on PostgreSQL a worker. Each runner resends a request until it is acknowledged, with the same
+  idempotency keys, as the runner client does. Afterwards every acknowledged event is stored
+  exactly once, with the id it was acknowledged with, and each run's sequence follows the
+  order its runner sent.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from designrun.extensions import db
 from designrun.models import RunEvent
 from tests.factories import make_run, make_user
-from tests.servers import GunicornServer
+from tests.servers import GunicornServer, event_writer_pids, worker_pids
 from tests.test_gunicorn import runner_bearer, server_env, server_env_dir  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -34,11 +35,6 @@ pytestmark = pytest.mark.slow
 RUNNERS = 16
 REQUESTS = 12  # per runner at least: runners go on until every kill is done
 KILLS = 6
-
-
-def _workers(master: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
-    return [int(pid) for pid in out.stdout.split()]
 
 
 def _body(runner: int, number: int) -> tuple[list[str], dict]:
@@ -107,12 +103,17 @@ def test_killing_workers_mid_group_commit_loses_and_duplicates_nothing(
         for thread in threads:
             thread.start()
         kills = 0
+        master = server.process.pid
+        sqlite = database_url.startswith("sqlite")
         while kills < KILLS and any(t.is_alive() for t in threads):
             time.sleep(0.4)
-            workers = _workers(server.process.pid)
-            if len(workers) == 2:  # both booted: one of them is busy committing
-                os.kill(workers[kills % 2], signal.SIGKILL)
-                kills += 1
+            workers, writers = worker_pids(master), event_writer_pids(master)
+            if len(workers) < 2 or (sqlite and not writers):
+                continue  # not all booted (again) yet
+            # Both workers are busy, and so is the writer on SQLite: kill whichever's turn it is.
+            victims = [*workers, *writers] if sqlite else workers
+            os.kill(victims[kills % len(victims)], signal.SIGKILL)
+            kills += 1
         killed.set()
         for thread in threads:
             thread.join(timeout=300)

@@ -37,6 +37,7 @@ from designrun.errors import DatabaseUnavailableError, RunNotFoundError
 from designrun.extensions import db
 from designrun.models import Run, RunEvent
 from designrun.models.types import utcnow, uuid7, uuid7s
+from designrun.services import event_writer
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,12 @@ def append(run_id: uuid.UUID, events: Sequence[NewEvent]) -> tuple[list[uuid.UUI
     engine = db.engine
     writer = sqlite_writer(engine)
     if writer is not None:
-        return _GroupCommit.of(writer).append(_Job(run_id, _prepare(events)))
+        prepared = _prepare(events)
+        # The host's writer process when there is one (event_writer.py), else this process's.
+        done = event_writer.append(writer.database, run_id, prepared)
+        if done is not None:
+            return done
+        return _GroupCommit.of(writer).append(_Job(run_id, prepared))
     pool = pg_connections(engine)
     if pool is not None:
         return _pg_append(pool, run_id, _prepare(events))
@@ -331,31 +337,14 @@ class _GroupCommit:
 
     def _commit(self) -> None:
         """Lead one group: take the lock, then everything queued by then (ours included)."""
-        writer = self.writer
         batch: list[_Job] = []
         try:
-            with writer.locked():
+            with self.writer.locked():
                 # Taken only now: requests that came while we waited for the lock join in.
                 with self.cond:
                     batch, self.queue = self.queue, []
-                conn = writer.connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for job in batch:
-                        try:
-                            job.ids, job.status = _store_sqlite(conn, job)
-                        except RunNotFoundError as exc:  # raised before anything is written
-                            job.error = exc
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            writer.committed()
+                commit_jobs(self.writer, batch)
         except BaseException as exc:
-            if isinstance(exc, sqlite3.Error) and writer.conn is not None:
-                writer.conn.close()  # reopened by the next writer (the file may have moved)
-                writer.conn = None
             if not batch:  # the lock itself failed: what was queued fails with it
                 with self.cond:
                     batch, self.queue = self.queue, []
@@ -366,6 +355,35 @@ class _GroupCommit:
         finally:
             for job in batch:
                 job.done = True
+
+
+def commit_jobs(writer: SqliteWriter, batch: list[_Job]) -> None:
+    """Store ``batch`` in one transaction; the caller holds ``writer.locked()``.
+
+    Each job gets its ids and run status, or its own error when it fails alone (unknown run:
+    nothing of it was written). A failed transaction raises, and none of the batch is stored.
+    Shared by the in-process group commit and the host's event writer (event_writer.py).
+    """
+    conn = writer.connection()
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for job in batch:
+                try:
+                    job.ids, job.status = _store_sqlite(conn, job)
+                except RunNotFoundError as exc:  # raised before anything is written
+                    job.error = exc
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error:
+        if writer.conn is not None:
+            writer.conn.close()  # reopened by the next writer (the file may have moved)
+            writer.conn = None
+        raise
+    writer.committed()
 
 
 # Status, last sequence, last heartbeat and (for a single keyed event) the key's stored id.

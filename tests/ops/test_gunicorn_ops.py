@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import GunicornServer
+from tests.servers import GunicornServer, worker_pids
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +33,6 @@ def livez_count(url: str) -> float:
             ):
                 return sample.value
     return 0.0
-
-
-def workers_of(master_pid: int) -> list[int]:
-    out = subprocess.run(
-        ["pgrep", "-P", str(master_pid)], capture_output=True, text=True, check=False
-    ).stdout
-    return [int(pid) for pid in out.split()]
 
 
 def test_metrics_aggregate_every_worker_and_logs_are_json_with_request_ids(
@@ -66,12 +58,12 @@ def test_metrics_aggregate_every_worker_and_logs_are_json_with_request_ids(
         # Whichever worker answers the scrape, it reports every worker's requests.
         assert [livez_count(server.url) for _ in range(6)] == [REQUESTS] * 6
 
-        workers = workers_of(server.process.pid)
+        workers = worker_pids(server.process.pid)
         assert len(workers) == 3, workers
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            alive = workers_of(server.process.pid)
+            alive = worker_pids(server.process.pid)
             if len(alive) == 3 and workers[0] not in alive:
                 break
             time.sleep(0.1)
