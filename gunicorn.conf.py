@@ -33,6 +33,10 @@ load_dotenv()
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+if worker_class == "gthread":
+    # gthread that spreads kept-alive connections evenly over the workers
+    # (designrun/gunicorn_worker.py says why); any other class is gunicorn's own.
+    worker_class = "designrun.gunicorn_worker.BalancedThreadWorker"
 _streams = os.environ.get("STREAM_MAX_PER_PROCESS", "").strip()
 threads = int(os.environ.get("GUNICORN_API_THREADS", "8")) + (
     int(_streams) if _streams else DEFAULT_STREAMS

@@ -2,8 +2,10 @@
 
 ``py-spy record --format raw`` writes collapsed stacks (``frame;frame;... count``). The summary
 counts, per function, the samples in which it is on the stack (inclusive) and on top of it
-(self), as a share of the samples in which a worker was busy (py-spy skips idle threads, so a
-worker waiting in accept() is not counted).
+(self), as a share of the samples taken. Only threads holding the GIL are sampled (``--gil``):
+the Python CPU time of each process. Without it, a thread waiting to take the GIL back (after
+a syscall, a sqlite3 call) looked busy in whatever it had called last: gthread's wake-up
+``os.write`` showed as 20 % of the "work" (bench/README.md).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def start(master_pid: int, seconds: float, output: Path) -> subprocess.Popen[byt
             str(master_pid),
             "--subprocesses",
             "--nonblocking",
+            "--gil",
             "--rate",
             "200",
             "--format",
@@ -108,7 +111,7 @@ def summarise(raw: Path, top: int = 14) -> str:
         rows = [f"    {100 * c / total:5.1f}%  {name}" for name, c in counts.most_common(n)]
         return [f"  {title}:", *rows]
 
-    out = [f"  {total} busy samples (py-spy leaves out workers idle in accept())"]
+    out = [f"  {total} samples of threads holding the GIL (Python CPU time)"]
     out += block("by innermost designrun frame", ours, top)
     out += block("inclusive, below gunicorn", inclusive, top)
     out += block("self", own, top // 2)
